@@ -1,0 +1,59 @@
+"""The model and its metrics: plain scikit-learn, no I/O."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .schema import CATEGORICAL_FEATURES, FEATURE_NAMES, LABEL, NUMERIC_FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+DEFAULT_PARAMS: dict[str, float | int | str] = {"C": 1.0, "max_iter": 500, "class_weight": "balanced"}
+
+
+def build_pipeline(params: dict[str, float | int | str] | None = None, seed: int = 42) -> Pipeline:
+    """Scaling and one-hot encoding in the pipeline, so serving gets raw features."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), list(NUMERIC_FEATURES)),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                list(CATEGORICAL_FEATURES),
+            ),
+        ]
+    )
+    classifier = LogisticRegression(random_state=seed, **(params or DEFAULT_PARAMS))
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+def split(
+    frame: pd.DataFrame, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified split, so both sides keep the churn rate."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(
+        frame, test_size=test_size, random_state=seed, stratify=frame[LABEL]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def evaluate(model: Pipeline, frame: pd.DataFrame) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    features = frame[list(FEATURE_NAMES)]
+    probability = model.predict_proba(features)[:, 1]
+    predicted = (probability >= 0.5).astype(int)
+    return {
+        "auc": float(roc_auc_score(frame[LABEL], probability)),
+        "f1": float(f1_score(frame[LABEL], predicted)),
+        "accuracy": float(accuracy_score(frame[LABEL], predicted)),
+    }
