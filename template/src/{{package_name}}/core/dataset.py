@@ -81,14 +81,14 @@ def generate(n_customers: int, seed: int, first_id: int = 1000) -> ChurnData:
 
     joined = point_in_time_join(labels, features)
     contract_effect = joined["contract_type"].map(
-        {"month-to-month": 1.2, "one-year": 0.0, "two-year": -1.3}
+        {"month-to-month": 1.5, "one-year": 0.0, "two-year": -1.6}
     )
     logit = (
-        -1.2
-        - 0.035 * joined["tenure_months"]
-        + 0.03 * (joined["monthly_charges"] - 70.0)
-        + 0.55 * joined["support_tickets_90d"]
-        - 0.004 * joined["data_usage_gb"]
+        -1.6
+        - 0.06 * joined["tenure_months"]
+        + 0.05 * (joined["monthly_charges"] - 70.0)
+        + 0.9 * joined["support_tickets_90d"]
+        - 0.006 * joined["data_usage_gb"]
         + contract_effect
     )
     probability = 1.0 / (1.0 + np.exp(-logit.to_numpy()))

@@ -28,8 +28,13 @@ def point_in_time_join(
     """
     import pandas as pd
 
-    left = entities.assign(**{TIMESTAMP: pd.to_datetime(entities[TIMESTAMP], utc=True)})
-    right = features.assign(**{TIMESTAMP: pd.to_datetime(features[TIMESTAMP], utc=True)})
+    # Both sides in one resolution: merge_asof refuses ns against us keys.
+    left = entities.assign(
+        **{TIMESTAMP: pd.to_datetime(entities[TIMESTAMP], utc=True).astype("datetime64[us, UTC]")}
+    )
+    right = features.assign(
+        **{TIMESTAMP: pd.to_datetime(features[TIMESTAMP], utc=True).astype("datetime64[us, UTC]")}
+    )
     # merge_asof needs both sides sorted on the time key.
     left = left.sort_values(TIMESTAMP, kind="stable")
     right = right.sort_values(TIMESTAMP, kind="stable")
