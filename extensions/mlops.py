@@ -167,8 +167,15 @@ def email_error(value: str) -> str:
     return ""
 
 
-def required_error(value: str, name: str) -> str:
-    return "" if value.strip() else f"{name} must not be empty"
+def text_error(value: str, name: str, max_length: int = 200) -> str:
+    """Free text that lands in Python and TOML strings: one line, no quotes or backslashes."""
+    if not value.strip():
+        return f"{name} must not be empty"
+    if len(value) > max_length:
+        return f"{name} must be at most {max_length} characters"
+    if any(char in value for char in '"\\\n\r'):
+        return f'{name} must be a single line without double quotes (") or backslashes'
+    return ""
 
 
 def tier_default(team_size: str, field: str) -> Any:
@@ -187,7 +194,7 @@ class MlopsFilters(Extension):
             project_slug_error=project_slug_error,
             package_name_error=package_name_error,
             email_error=email_error,
-            required_error=required_error,
+            text_error=text_error,
             tier_default=tier_default,
         )
 

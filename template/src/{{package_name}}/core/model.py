@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 NUMERIC_POSITIONS = [FEATURE_NAMES.index(name) for name in NUMERIC_FEATURES]
 CATEGORICAL_POSITIONS = [FEATURE_NAMES.index(name) for name in CATEGORICAL_FEATURES]
-DEFAULT_PARAMS: dict[str, float | int | str] = {"C": 1.0, "max_iter": 500, "class_weight": "balanced"}
+DEFAULT_PARAMS: dict[str, float | int | str] = {
+    "C": 1.0,
+    "max_iter": 500,
+    "class_weight": "balanced",
+}
 
 
 def to_matrix(frame: pd.DataFrame) -> np.ndarray:
@@ -46,9 +50,7 @@ def build_pipeline(params: dict[str, float | int | str] | None = None, seed: int
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
-def split(
-    frame: pd.DataFrame, test_size: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A stratified split, so both sides keep the churn rate."""
     from sklearn.model_selection import train_test_split
 

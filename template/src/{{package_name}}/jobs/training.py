@@ -96,9 +96,7 @@ def build_training_set(settings: Settings, labels: pd.DataFrame) -> pd.DataFrame
     dropped = len(labels) - len(frame)
     if dropped:
         log.info("%d label(s) had no feature snapshot within the TTL and were dropped", dropped)
-    return validate_frame(
-        frame, "training set", require=(ENTITY, TIMESTAMP, *FEATURE_NAMES, LABEL)
-    )
+    return validate_frame(frame, "training set", require=(ENTITY, TIMESTAMP, *FEATURE_NAMES, LABEL))
 
 
 @task(cache_policy=NO_CACHE)

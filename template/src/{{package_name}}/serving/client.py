@@ -1,0 +1,48 @@
+"""A small HTTP client for the model service (standard library only)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class ServiceError(RuntimeError):
+    """The service answered with an error status; `detail` is its JSON body."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail}")
+
+
+def post_json(base_url: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        try:
+            detail = json.loads(payload)
+        except ValueError:
+            detail = payload.decode(errors="replace")
+        raise ServiceError(error.code, detail) from None
+
+
+def predict(
+    base_url: str, *, customer_id: int | None = None, features: dict[str, Any] | None = None
+) -> Any:
+    """Score one customer: by id (features looked up online) or by a full feature row."""
+    request: dict[str, Any] = {}
+    if customer_id is not None:
+        request["customer_id"] = customer_id
+    if features is not None:
+        request["features"] = features
+    return post_json(base_url, "/predict", {"request": request})

@@ -1,0 +1,1 @@
+"""The Feast feature repository: definitions only; io.feature_source applies and serves them."""
