@@ -106,9 +106,7 @@ def log_and_register(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from ..core.model import to_matrix
-
-    signature = infer_signature(input_example, model.predict_proba(to_matrix(input_example))[:, 1])
+    signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
     with mlflow.start_run(run_name=f"train-{tags.get('data_version', 'unknown')[:8]}"):
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

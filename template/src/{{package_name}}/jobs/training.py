@@ -102,7 +102,7 @@ def build_training_set(settings: Settings, labels: pd.DataFrame) -> pd.DataFrame
 @task(cache_policy=NO_CACHE)
 def train(settings: Settings, train_set: pd.DataFrame) -> Pipeline:
     pipeline = model_lib.build_pipeline(model_lib.DEFAULT_PARAMS, seed=settings.seed)
-    return pipeline.fit(model_lib.to_matrix(train_set), train_set[LABEL].to_numpy())
+    return pipeline.fit(train_set[list(FEATURE_NAMES)], train_set[LABEL].to_numpy())
 
 
 @task(cache_policy=NO_CACHE)
