@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
+# Where each training run logs its drift reference (the training features).
+REFERENCE_DIR = "reference"
+REFERENCE_ARTIFACT = f"{REFERENCE_DIR}/reference.parquet"
 # What the model needs at inference time; pinned to what trained it.
 INFERENCE_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy")
 

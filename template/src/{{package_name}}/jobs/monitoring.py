@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 # Every exported metric name starts with this; the Pushgateway job uses it too.
 METRIC_PREFIX = "churn_drift"
-# Where the training job logs the drift reference in the champion's run.
-REFERENCE_ARTIFACT = "reference/reference.parquet"
 # Evidently stat tests `drift_method` may name; each applies to the feature
 # types it supports, the other features keep Evidently's automatic choice.
 SUPPORTED_METHODS: tuple[str, ...] = (
@@ -172,12 +170,12 @@ def load_reference(settings: Settings) -> pd.DataFrame:
     with tempfile.TemporaryDirectory(prefix="drift-reference-") as scratch:
         try:
             path = mlflow.artifacts.download_artifacts(
-                run_id=champion.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=scratch
+                run_id=champion.run_id, artifact_path=registry.REFERENCE_ARTIFACT, dst_path=scratch
             )
         except (MlflowException, OSError) as exc:
             raise MissingReferenceError(
                 f"champion version {champion.version} of '{settings.model_name}' has no "
-                f"'{REFERENCE_ARTIFACT}' artifact in run {champion.run_id}: {exc}"
+                f"'{registry.REFERENCE_ARTIFACT}' artifact in run {champion.run_id}: {exc}"
             ) from exc
         return pd.read_parquet(path)
 

@@ -149,7 +149,7 @@ def register(
             "fingerprint": fingerprint,
             "train_rows": str(len(train_set)),
         },
-        artifacts={"reference": str(reference_path)},
+        artifacts={registry.REFERENCE_DIR: str(reference_path)},
     )
     return ref, False
 
