@@ -113,6 +113,10 @@ RESERVED_PACKAGES = frozenset({"test", "tests", "src", "setup", "conftest"})
 # The oldest Python the generated project supports.
 PYTHON_VERSION = "3.11"
 
+# Longer names push rendered import lines past the line length, and the
+# generated code must be formatted as rendered, for every name.
+MAX_PACKAGE_LENGTH = 30
+
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -147,8 +151,8 @@ def project_slug_error(value: str) -> str:
 
 
 def package_name_error(value: str) -> str:
-    allowed = "a lowercase Python identifier such as 'churn_model'"
-    if not value.isidentifier() or not PACKAGE_RE.match(value):
+    allowed = f"a lowercase Python identifier of at most {MAX_PACKAGE_LENGTH} characters such as 'churn_model'"
+    if not value.isidentifier() or not PACKAGE_RE.match(value) or len(value) > MAX_PACKAGE_LENGTH:
         return f"'{value}' is not {allowed}"
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         return f"'{value}' is a Python keyword; use {allowed}"
