@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 @dataclass
 class DemoResult:
     training: TrainingResult
-    materialized: int
     predictions: list[dict[str, Any]]
     drift_normal: DriftSummary
     drift_drifted: DriftSummary
@@ -43,19 +42,14 @@ def _step(console: Console, timings: dict[str, float], title: str) -> Iterator[N
 def run_demo(settings: Settings, console: Console, port: int | None = None) -> DemoResult:
     from ..core.dataset import inference_batch
     from ..core.schema import ENTITY, FEATURE_NAMES
-    from ..io.feature_source import open_feature_source
     from ..serving import client, server
     from .monitoring import check_drift, load_reference
     from .training import training_flow, write_synthetic_data
 
     settings.ensure_dirs()
     timings: dict[str, float] = {}
-    with _step(console, timings, "Generate the example data"):
+    with _step(console, timings, "Generate the example data and load the feature store"):
         data = write_synthetic_data(settings)
-    with _step(console, timings, "Apply and materialize features"):
-        source = open_feature_source(settings)
-        source.apply()
-        materialized = source.materialize()
     with _step(console, timings, "Train, gate and register"):
         training = training_flow(settings)
     if not training.promoted and training.champion_metrics is None:
@@ -63,9 +57,10 @@ def run_demo(settings: Settings, console: Console, port: int | None = None) -> D
 
     predictions: list[dict[str, Any]] = []
     with _step(console, timings, "Serve the champion and predict over HTTP"):
-        process, base_url = server.start(settings, port)
+        process = server.start(settings, port or server.free_port(settings.host))
+        base_url = process.base_url
         try:
-            server.wait_ready(base_url, process)
+            server.wait_ready(base_url, timeout=120, process=process)
             customers = data.labels[ENTITY].head(3).tolist()
             for customer_id in customers:
                 predictions.append(client.predict(base_url, customer_id=int(customer_id)))
@@ -98,7 +93,6 @@ def run_demo(settings: Settings, console: Console, port: int | None = None) -> D
     }
     return DemoResult(
         training=training,
-        materialized=materialized,
         predictions=predictions,
         drift_normal=normal,
         drift_drifted=drifted,

@@ -66,10 +66,14 @@ def data_version(frame: pd.DataFrame) -> str:
 
 
 def write_synthetic_data(settings: Settings) -> ChurnData:
-    """The example domain's data: feature snapshots to the feature source, labels to parquet."""
+    """The example's feature pipeline: snapshots to the feature source (offline and
+    online), labels to parquet. Replace it with your own sources."""
     data = generate(settings.n_customers, settings.seed)
     settings.ensure_dirs()
-    open_feature_source(settings).write(data)
+    source = open_feature_source(settings)
+    source.write(data)
+    source.apply()
+    source.materialize()
     data.labels.to_parquet(settings.data_dir / "labels.parquet", index=False)
     return data
 

@@ -45,4 +45,4 @@ def predict(
         request["customer_id"] = customer_id
     if features is not None:
         request["features"] = features
-    return post_json(base_url, "/predict", {"request": request})
+    return post_json(base_url, "/predict", request)

@@ -1,0 +1,222 @@
+"""Scoring with the champion model, without any web framework.
+
+The service wraps a `Predictor`; tests and notebooks use it directly. It
+resolves ``models:/<name>@<champion alias>`` through ``io.registry``, looks
+customers up in the online feature store, and swaps in a new champion when the
+alias moves (`reload`, or a `ChampionPoller` calling it on a timer).
+
+Only the service process and tests import this module, so numpy is imported at
+module level; MLflow and scikit-learn load when the first model does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.model import NO_FEATURE_NAMES_WARNING
+from ..core.schema import FEATURE_NAMES
+from ..io import registry
+from ..io.feature_source import open_feature_source
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from sklearn.pipeline import Pipeline
+
+    from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+# Scoring an array instead of a DataFrame is the point (see core.model.to_matrix).
+warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES_WARNING, category=UserWarning)
+
+# Probability at or above which a customer counts as churning (as in core.model.evaluate).
+THRESHOLD = 0.5
+
+
+class ServingError(Exception):
+    """Base class of the errors a caller can act on."""
+
+
+class NoChampionError(ServingError):
+    """No model version carries the champion alias yet."""
+
+    def __init__(self, model_name: str, alias: str) -> None:
+        super().__init__(
+            f"no version of model '{model_name}' has the alias '{alias}' yet: "
+            "train and promote one, then reload"
+        )
+
+
+class UnknownCustomerError(ServingError, LookupError):
+    """The online store holds no (fresh) features for this customer."""
+
+    def __init__(self, customer_id: int) -> None:
+        self.customer_id = customer_id
+        super().__init__(
+            f"customer_id {customer_id} has no features in the online store "
+            "(unknown customer, or features older than the TTL)"
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scored customer: the decision, its probability, and the version that made it."""
+
+    prediction: bool
+    probability: float
+    model_version: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered version and its pipeline, swapped together so they never disagree."""
+
+    ref: registry.ModelRef
+    pipeline: Pipeline
+
+
+class Predictor:
+    """The champion model and the online features, ready to score one customer at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_swap: Callable[[registry.ModelRef | None, registry.ModelRef], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.features = open_feature_source(settings)
+        # Called under the reload lock after every swap, e.g. to update a metric.
+        self._on_swap = on_swap
+        # Replaced as a whole, never mutated: a reader sees the old or the new model.
+        self._current: LoadedModel | None = None
+        self._reload_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Open the online features and load the champion, if there is one yet.
+
+        One lookup opens the online path: it loads the in-memory view (parquet)
+        or connects to the online store (Feast), so the first request is not
+        slow, and a missing feature store fails here rather than per request.
+        Filling the online store (`materialize`) is the feature pipeline's job,
+        not each serving worker's.
+
+        A missing champion is not an error here: the service starts unready and
+        the next reload picks the first champion up.
+        """
+        try:
+            self.features.online([0])
+        except FileNotFoundError as error:
+            raise ServingError(
+                f"no online features ({error}): write and materialize the features first"
+            ) from error
+        if not self.reload():
+            log.warning(
+                "%s", NoChampionError(self.settings.model_name, self.settings.champion_alias)
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def model_version(self) -> str | None:
+        current = self._current
+        return current.ref.version if current else None
+
+    def reload(self) -> bool:
+        """Re-resolve the champion alias; load and swap in the model if its version changed.
+
+        Returns True when a different version is now served. Predictions keep
+        using the previous model while the new one loads. If the alias has been
+        removed, the current model stays in service.
+        """
+        with self._reload_lock:
+            client = registry.connect(self.settings)
+            ref = registry.by_alias(client, self.settings.model_name, self.settings.champion_alias)
+            previous = self._current
+            if ref is None or (previous is not None and previous.ref.version == ref.version):
+                return False
+            pipeline = registry.load_model(ref)
+            self._current = LoadedModel(ref, pipeline)
+            log.info(
+                "serving %s version %s (was %s)",
+                ref.name,
+                ref.version,
+                previous.ref.version if previous else "none",
+            )
+            if self._on_swap is not None:
+                self._on_swap(previous.ref if previous else None, ref)
+            return True
+
+    def predict_customer(self, customer_id: int) -> Prediction:
+        """Score a customer from the latest features in the online store."""
+        current = self._model()
+        (row,) = self.features.online([customer_id])
+        if row is None or any(row.get(name) is None for name in FEATURE_NAMES):
+            raise UnknownCustomerError(customer_id)
+        return self._score(current, row)
+
+    def predict_features(self, features: Mapping[str, Any]) -> Prediction:
+        """Score a full feature row given by the caller (already validated)."""
+        return self._score(self._model(), features)
+
+    def _model(self) -> LoadedModel:
+        current = self._current
+        if current is None:
+            raise NoChampionError(self.settings.model_name, self.settings.champion_alias)
+        return current
+
+    @staticmethod
+    def _score(current: LoadedModel, features: Mapping[str, Any]) -> Prediction:
+        from sklearn import config_context
+
+        # The pipeline selects columns by position: one object row in contract order.
+        matrix = np.array([[features[name] for name in FEATURE_NAMES]], dtype=object)
+        # Inputs are validated already; skipping sklearn's checks saves ~0.3 ms a row.
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            probability = float(current.pipeline.predict_proba(matrix)[0, 1])
+        return Prediction(
+            prediction=probability >= THRESHOLD,
+            probability=probability,
+            model_version=current.ref.version,
+        )
+
+
+class ChampionPoller:
+    """Calls `Predictor.reload` every `interval` seconds in a daemon thread.
+
+    A new champion therefore reaches a running service with no restart and no
+    code change. A failed check (registry unreachable) is logged and retried at
+    the next tick; the current model keeps serving.
+    """
+
+    def __init__(self, predictor: Predictor, interval: float) -> None:
+        self.predictor = predictor
+        self.interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="champion-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.predictor.reload()
+            except Exception:
+                log.exception(
+                    "checking for a new champion failed; still serving version %s",
+                    self.predictor.model_version,
+                )

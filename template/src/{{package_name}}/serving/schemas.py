@@ -1,0 +1,74 @@
+"""Request and response models of the model service, built from the feature contract.
+
+Every bound and category comes from ``core.schema.FEATURES``, so a feature
+added there is validated here without another edit. Validation errors name the
+offending field (``features.tenure_months``), which the service returns as 400.
+"""
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from ..core.schema import FEATURES, FeatureSpec
+
+# Contract dtype -> Python type of a JSON value.
+_PYTHON_TYPES: dict[str, type] = {"int64": int, "float64": float}
+
+
+def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
+    if spec.is_categorical:
+        # Literal[("a", "b")] is Literal["a", "b"]: the categories become the allowed values.
+        return Literal[spec.categories], Field(description=spec.description)
+    return _PYTHON_TYPES[spec.dtype], Field(
+        description=spec.description,
+        ge=spec.minimum,
+        le=spec.maximum,
+        allow_inf_nan=False,
+    )
+
+
+FeatureRow = create_model(  # type: ignore[call-overload]
+    "FeatureRow",
+    __config__=ConfigDict(extra="forbid", title="FeatureRow"),
+    __doc__="One customer's full feature row, in the units and ranges of the contract.",
+    **{spec.name: _feature_field(spec) for spec in FEATURES},
+)
+
+
+class PredictRequest(BaseModel):
+    """Score one customer: by id (features looked up online) or by a full feature row."""
+
+    # The title names the model in validation errors; extra keys are typos, not data.
+    model_config = ConfigDict(extra="forbid", title="PredictRequest")
+
+    customer_id: int | None = Field(
+        default=None, ge=0, description="Look the customer's latest features up online"
+    )
+    features: FeatureRow | None = Field(  # type: ignore[valid-type]
+        default=None, description="Score this feature row as given"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> Self:
+        if (self.customer_id is None) == (self.features is None):
+            raise ValueError(
+                "give exactly one of 'customer_id' (features looked up online) "
+                "or 'features' (a full feature row)"
+            )
+        return self
+
+
+class PredictResponse(BaseModel):
+    """The decision, its probability, and which registered model version made it."""
+
+    customer_id: int | None = Field(default=None, description="Echoed when the request gave one")
+    prediction: bool = Field(description="True when the customer is predicted to churn")
+    probability: float = Field(ge=0.0, le=1.0, description="Predicted probability of churn")
+    model_version: str = Field(description="Registered model version that scored the request")
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of re-resolving the champion alias."""
+
+    reloaded: bool = Field(description="True when a different version was loaded")
+    model_version: str | None = Field(description="Version now served, None before any champion")
