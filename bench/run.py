@@ -1,0 +1,300 @@
+"""Benchmarks for the template and the project it renders; prints numbers, asserts nothing.
+
+Run with `nox -s bench`. Measures: render time, CLI --help time, copy -> first served
+prediction, embedded demo wall time, generated test-suite time, training and service
+peak RSS, and serving latency/throughput side by side with `mlflow models serve` on the
+same registered model with the same worker count (wrk on loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = "churn-model"
+MODEL = "churn-model"
+ENV_PREFIX = "CHURN_MODEL_"
+
+
+def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+
+
+def timed(args: list[str], **kwargs: object) -> float:
+    started = time.perf_counter()
+    run(args, **kwargs)
+    return time.perf_counter() - started
+
+
+def peak_rss_mb(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall time and the peak RSS of the largest process the command started."""
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = run([sys.executable, "-c", probe, *args], env=env, cwd=cwd).stdout.split()
+    return float(out[0]), int(out[1]) / 1024
+
+
+def render(destination: Path, **data: str) -> float:
+    shutil.rmtree(destination, ignore_errors=True)
+    args = ["copier", "copy", "--trust", "--defaults", "--quiet"]
+    for key, value in data.items():
+        args += ["--data", f"{key}={value}"]
+    return timed([*args, str(ROOT), str(destination)])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120.0, body: bytes | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(
+                url, data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def post(url: str, body: dict[str, object]) -> object:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def process_tree_rss_mb(root_pid: int) -> dict[int, float]:
+    """RSS of every process under root_pid, read from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(re.search(r"PPid:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        found = re.search(r"VmRSS:\s+(\d+) kB", status)
+        rss[pid] = int(found.group(1)) / 1024 if found else 0.0
+    tree = {root_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return {pid: rss.get(pid, 0.0) for pid in tree}
+
+
+def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+    script = Path(f"/tmp/wrk-{os.getpid()}.lua")
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+    )
+    threads = 1 if connections == 1 else 2
+    out = run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    ).stdout
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def percentile(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * units[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: str) -> list[dict]:
+    """Our service (entity id and full row) against `mlflow models serve`, one worker each."""
+    venv_bin = project / ".venv" / "bin"
+    home = Path(env[f"{ENV_PREFIX}HOME"])
+    row = json.loads(
+        run(
+            [
+                str(venv_bin / "python"),
+                "-c",
+                "import pandas as pd, json, sys\n"
+                f"f = pd.read_parquet('{home}/data/customer_features.parquet')\n"
+                "print(json.dumps(f.drop(columns=['customer_id','event_timestamp']).tail(1).to_dict('records')[0]))",
+            ],
+            cwd=project,
+        ).stdout
+    )
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_env = {**env, f"{ENV_PREFIX}PORT": str(ours_port), f"{ENV_PREFIX}WORKERS": "1"}
+    ours = start([str(venv_bin / CLI), "serve", "--port", str(ours_port)], ours_env, project, home / "bench-ours.log")
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
+    theirs = start(
+        [
+            str(venv_bin / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(mlflow_port),
+            "--workers", "1",
+        ],
+        mlflow_env,
+        project,
+        home / "bench-mlflow.log",
+    )
+    results = []
+    try:
+        ours_url = f"http://127.0.0.1:{ours_port}"
+        wait_http(f"{ours_url}/readyz")
+        wait_http(f"http://127.0.0.1:{mlflow_port}/ping")
+        entity_body = json.dumps({"customer_id": 1001})
+        row_body = json.dumps({"features": row})
+        mlflow_body = json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
+        post(f"{ours_url}/predict", json.loads(entity_body))  # warm-up, and fail loudly if broken
+        post(f"http://127.0.0.1:{mlflow_port}/invocations", json.loads(mlflow_body))
+        cases = [
+            (f"{label}: service, entity id (online lookup)", f"{ours_url}/predict", entity_body),
+            (f"{label}: service, full row", f"{ours_url}/predict", row_body),
+            (f"{label}: mlflow models serve, full row", f"http://127.0.0.1:{mlflow_port}/invocations", mlflow_body),
+        ]
+        for name, url, body in cases:
+            single = wrk(url, body, 1, seconds)
+            loaded = wrk(url, body, 16, seconds)
+            results.append(
+                {
+                    "case": name,
+                    "p50_ms": single["p50_ms"],
+                    "p99_ms": single["p99_ms"],
+                    "rps_16": loaded["rps"],
+                    "errors": single["errors"] + loaded["errors"],
+                }
+            )
+        tree = process_tree_rss_mb(ours.pid)
+        results.append({"case": f"{label}: service processes RSS MB", "rss_mb": sorted(tree.values(), reverse=True)})
+    finally:
+        stop(ours)
+        stop(theirs)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per case")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the serving benchmark: apt-get install wrk")
+    out: Path = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    numbers: dict[str, object] = {}
+
+    renders = [render(out / f"render-{i}") for i in range(5)]
+    numbers["render_s_median"] = statistics.median(renders)
+
+    # Copy -> first served prediction, with a warm package cache.
+    project = out / "project"
+    home = out / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {**os.environ, f"{ENV_PREFIX}HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    started = time.perf_counter()
+    render(project)
+    run(["uv", "sync", "--quiet"], cwd=project, env=env)
+    train_wall, train_rss = peak_rss_mb([str(project / ".venv/bin" / CLI), "train"], env, project)
+    port = free_port()
+    server = start(
+        [str(project / ".venv/bin" / CLI), "serve", "--port", str(port)], env, project, out / "first.log"
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        post(f"http://127.0.0.1:{port}/predict", {"customer_id": 1001})
+        numbers["copy_to_first_prediction_s"] = time.perf_counter() - started
+    finally:
+        stop(server)
+    numbers["train_wall_s"] = train_wall
+    numbers["train_peak_rss_mb"] = train_rss
+
+    helps = [timed([str(project / ".venv/bin" / CLI), "--help"]) for _ in range(5)]
+    numbers["cli_help_s_median"] = statistics.median(helps)
+
+    demo_home = out / "demo-home"
+    shutil.rmtree(demo_home, ignore_errors=True)
+    demo_env = {**env, f"{ENV_PREFIX}HOME": str(demo_home), "PREFECT_HOME": str(demo_home / "prefect")}
+    numbers["demo_wall_s"], numbers["demo_peak_rss_mb"] = peak_rss_mb(
+        [str(project / ".venv/bin" / CLI), "demo"], demo_env, project
+    )
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    numbers["generated_tests_s"] = timed(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=clean_env)
+
+    serving = serving_benchmark(project, env, options.seconds, "feature_store=false")
+    fs_project, fs_home = out / "project-fs", out / "home-fs"
+    shutil.rmtree(fs_home, ignore_errors=True)
+    render(fs_project, team_size="growth", feature_store="true")
+    fs_env = {**os.environ, f"{ENV_PREFIX}HOME": str(fs_home), "PREFECT_HOME": str(fs_home / "prefect")}
+    run(["uv", "sync", "--quiet"], cwd=fs_project, env=fs_env)
+    run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=fs_env)
+    serving += serving_benchmark(fs_project, fs_env, options.seconds, "feature_store=true")
+
+    print("\n== template and project ==")
+    for key, value in numbers.items():
+        print(f"{key:32s} {value:10.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    print("\n== serving (1 worker each; wrk on loopback) ==")
+    print(f"{'case':60s} {'p50 ms':>8s} {'p99 ms':>8s} {'rps@16':>9s} {'errors':>7s}")
+    for row_result in serving:
+        if "rss_mb" in row_result:
+            print(f"{row_result['case']:60s} {row_result['rss_mb']}")
+            continue
+        print(
+            f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
+            f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
+        )
+    (out / "results.json").write_text(json.dumps({"numbers": numbers, "serving": serving}, indent=2))
+    print(f"\nresults: {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
