@@ -1,0 +1,121 @@
+"""Fixtures shared by the template's tests.
+
+The answer space
+    Read from copier.yml when tests are collected: every question with ``choices``
+    or ``type: bool``, the ones not prompted yet (``when: false``, one choice)
+    included. A test that takes a ``combination`` argument runs once per element of
+    their cartesian product, so the matrix grows by itself when a later issue adds
+    a choice. Ids read like ``growth-no_feature_store-local-bentoml``.
+
+What is rendered
+    The working tree, uncommitted changes included. At the start of a session the
+    tracked and the untracked-but-not-ignored files are copied into a new git
+    repository (``template_repo``) and committed; every render reads that commit
+    through pytest-copie (copier's ``run_copy`` with ``vcs_ref="HEAD"``). That is
+    the path users take (a git template at a ref, so ``_commit`` is recorded);
+    ignored files (caches, ``build/``) stay out as they would from a clone; and
+    edits made while a session runs do not leak into half of it.
+
+Shared environments
+    A generated suite needs several hundred MB of dependencies. ``shared_envs``
+    keeps uv environments per distinct dependency set, keyed by a hash of the
+    rendered pyproject's dependency sections, and points uv at one with
+    ``UV_PROJECT_ENVIRONMENT``. An environment is locked (a file lock) from its
+    ``uv sync`` until the suite run in it has finished, since each sync re-points
+    the project's editable install; a parallel worker that finds it taken uses a
+    second environment for the same set rather than wait. Environments live in
+    ``build/generated-envs/`` (the ``MLOPS_TEMPLATE_ENVS`` variable moves them) and
+    later runs reuse them. Packages come from uv's cache at its default location
+    (``uv cache dir`` prints it), so a warm machine downloads nothing and a new
+    environment costs seconds.
+
+Timings
+    Tests record durations with ``record_property("<what>_seconds", value)``; they
+    are printed in a "timings" section at the end of the run (xdist included).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import ROOT, Combination, SharedEnvironments, combinations, copy_working_tree
+
+ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generated-envs"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "combination" in metafunc.fixturenames:
+        matrix = combinations()
+        metafunc.parametrize("combination", matrix, ids=[c.id for c in matrix])
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template's working tree, committed into a throwaway git repository."""
+    return copy_working_tree(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def render(copie_session: Any, template_repo: Path) -> Callable[..., Path]:
+    """Render the template with some answers (defaults for the rest); return the project dir.
+
+    A render that fails re-raises copier's exception.
+    """
+
+    def _render(answers: dict[str, object] | None = None) -> Path:
+        result = copie_session.copy(extra_answers=answers or {}, template_dir=template_repo)
+        if result.exception is not None:
+            raise result.exception
+        return Path(result.project_dir)
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def _rendered_projects() -> dict[str, Path]:
+    return {}
+
+
+@pytest.fixture
+def project(
+    combination: Combination, render: Callable[..., Path], _rendered_projects: dict[str, Path]
+) -> Path:
+    """The project rendered for ``combination``, once per session. Read it, never write to it."""
+    if combination.id not in _rendered_projects:
+        _rendered_projects[combination.id] = render(combination.data)
+    return _rendered_projects[combination.id]
+
+
+@pytest.fixture(scope="session")
+def shared_envs() -> SharedEnvironments:
+    return SharedEnvironments(ENVS_ROOT)
+
+
+class _Timings:
+    """Collects ``*_seconds`` properties from test reports and prints them at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, list[tuple[str, float]]]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Called in the xdist controller for every worker's reports as well.
+        values = [(k, float(v)) for k, v in report.user_properties if k.endswith("_seconds")]
+        if report.when == "call" and values:
+            self.rows.append((report.nodeid, values))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.section("timings")
+        for nodeid, values in sorted(self.rows):
+            shown = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in values)
+            terminalreporter.write_line(f"{nodeid}: {shown}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Timings(), "template-timings")

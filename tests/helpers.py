@@ -1,0 +1,293 @@
+"""Plain helpers for the template's tests: the answer space, tools, renders, environments.
+
+Fixtures built on these live in conftest.py, which also explains the design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from filelock import FileLock, Timeout
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIER_YML = ROOT / "copier.yml"
+README = ROOT / "README.md"
+
+# A fixed identity, so commits made by the tests never depend on the user's git config.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+}
+# Variables of the calling process that must not reach a rendered project's tools:
+# they would point uv at the nox session's environment or change how pytest runs.
+LEAKY_ENV = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT")
+
+
+# ---------------------------------------------------------------------------
+# The answer space
+# ---------------------------------------------------------------------------
+
+
+def copier_questions() -> dict[str, dict[str, Any]]:
+    """The questions of copier.yml by name (settings, which start with ``_``, left out)."""
+    config = yaml.safe_load(COPIER_YML.read_text(encoding="utf-8"))
+    return {
+        name: spec if isinstance(spec, dict) else {"default": spec}
+        for name, spec in config.items()
+        if not name.startswith("_")
+    }
+
+
+def _choice_values(choices: object) -> tuple[object, ...]:
+    # Copier accepts a list of values, a list of [label, value] pairs, or a
+    # label -> value mapping whose values may be {value: ..., validator: ...}.
+    if isinstance(choices, Mapping):
+        items: list[object] = list(choices.values())
+    elif isinstance(choices, list):
+        items = [c[1] if isinstance(c, list | tuple) else c for c in choices]
+    else:
+        msg = f"choices given as {type(choices).__name__}: teach _choice_values to read them"
+        raise TypeError(msg)
+    return tuple(item["value"] if isinstance(item, Mapping) else item for item in items)
+
+
+def answer_space() -> dict[str, tuple[object, ...]]:
+    """Every question with a closed set of answers, and that set, in copier.yml order."""
+    space: dict[str, tuple[object, ...]] = {}
+    for name, spec in copier_questions().items():
+        if "choices" in spec:
+            space[name] = _choice_values(spec["choices"])
+        elif spec.get("type") == "bool":
+            space[name] = (False, True)
+    return space
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One element of the answer space: an answer to every choice question."""
+
+    answers: tuple[tuple[str, object], ...]
+
+    @property
+    def data(self) -> dict[str, object]:
+        return dict(self.answers)
+
+    @property
+    def id(self) -> str:
+        """A readable test id, e.g. ``growth-no_feature_store-local-bentoml``."""
+        parts = []
+        for name, value in self.answers:
+            if isinstance(value, bool):
+                parts.append(name if value else f"no_{name}")
+            else:
+                parts.append(str(value))
+        return "-".join(parts)
+
+    def __getitem__(self, name: str) -> object:
+        return self.data[name]
+
+
+def combinations() -> list[Combination]:
+    """The full cartesian product of the answer space; never filtered."""
+    space = answer_space()
+    return [
+        Combination(tuple(zip(space, values, strict=True)))
+        for values in itertools.product(*space.values())
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Running tools
+# ---------------------------------------------------------------------------
+
+
+def tool(name: str) -> str:
+    """A command installed beside the running interpreter (the nox session's), else on PATH."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run the tests through `nox -s tests`")
+    return found
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without what would leak into a rendered project's tools."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in LEAKY_ENV and not key.startswith("PYTEST_")
+    }
+    env.update(overrides)
+    return env
+
+
+def run(
+    command: Sequence[str | Path],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; if it fails (and ``check``), fail the test with the end of its output."""
+    args = [str(part) for part in command]
+    shown = " ".join(args)
+    try:
+        done = subprocess.run(
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`{shown}` in {cwd} did not finish in {timeout:.0f} s:\n{exc.output}")
+    if check and done.returncode != 0:
+        pytest.fail(failure_message(done, cwd))
+    return done
+
+
+def failure_message(done: subprocess.CompletedProcess[str], cwd: Path) -> str:
+    """A failed command, where it ran, and the last 200 lines of its output."""
+    output = "\n".join((done.stdout + done.stderr).splitlines()[-200:])
+    return f"`{' '.join(done.args)}` in {cwd} exited {done.returncode}:\n{output}"
+
+
+def git(*args: str, cwd: Path) -> str:
+    return run(["git", *args], cwd=cwd, env=clean_env(**GIT_ENV)).stdout
+
+
+# ---------------------------------------------------------------------------
+# Template and rendered projects
+# ---------------------------------------------------------------------------
+
+
+def copy_working_tree(dst: Path) -> Path:
+    """Copy the template repository as it is on disk into a new git repository at ``dst``.
+
+    Tracked and untracked-but-not-ignored files are copied, so the copy equals a
+    clone of the working tree as it would be committed; ignored files stay out.
+    """
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if not source.exists():  # tracked, but deleted in the working tree
+            continue
+        target = dst / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    git("init", "--quiet", "--initial-branch=main", cwd=dst)
+    git("add", "--all", cwd=dst)
+    git("-c", "commit.gpgsign=false", "commit", "--quiet", "-m", "Working tree", cwd=dst)
+    return dst
+
+
+def read_answers(project_dir: Path) -> dict[str, Any]:
+    """The rendered project's answers file."""
+    text = (project_dir / ".copier-answers.yml").read_text(encoding="utf-8")
+    answers: dict[str, Any] = yaml.safe_load(text)
+    return answers
+
+
+def project_files(project_dir: Path) -> list[Path]:
+    """Every file of a rendered project, relative to it, sorted."""
+    return sorted(p.relative_to(project_dir) for p in project_dir.rglob("*") if p.is_file())
+
+
+_README_COMMAND = re.compile(r"<!-- command:(?P<name>[\w-]+) -->\s*```bash\n(?P<body>.*?)```", re.S)
+
+
+def readme_commands(readme: Path = README) -> dict[str, str]:
+    """The README's named commands: the fenced bash block after ``<!-- command:NAME -->``."""
+    text = readme.read_text(encoding="utf-8")
+    return {match["name"]: match["body"].strip() for match in _README_COMMAND.finditer(text)}
+
+
+# ---------------------------------------------------------------------------
+# Shared environments for the generated suites
+# ---------------------------------------------------------------------------
+
+
+def dependency_key(pyproject_path: Path) -> str:
+    """Hash of every pyproject section that decides what ``uv sync`` installs."""
+    pyproject = tomllib.loads(pyproject_path.read_text(encoding="utf-8"))
+    project_table = pyproject.get("project", {})
+    relevant = {
+        "name": project_table.get("name"),
+        "requires-python": project_table.get("requires-python"),
+        "dependencies": project_table.get("dependencies", []),
+        "optional-dependencies": project_table.get("optional-dependencies", {}),
+        "dependency-groups": pyproject.get("dependency-groups", {}),
+        "build-system": pyproject.get("build-system", {}),
+        "tool.uv": pyproject.get("tool", {}).get("uv", {}),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SyncedEnvironment:
+    """A synced shared environment, and the process environment that selects it."""
+
+    key: str
+    path: Path
+    env: dict[str, str]
+    sync_seconds: float
+
+
+class SharedEnvironments:
+    """uv environments shared by the combinations that have the same dependencies.
+
+    An environment is in use from its sync until the suite run in it has finished
+    (each sync re-points the project's editable install), so it is taken with a
+    file lock. A combination that finds every environment for its dependency set
+    taken, because a parallel worker is using it, takes a new slot instead of
+    waiting: a sync from uv's cache costs seconds, a wait costs a whole suite.
+    There are never more slots per set than parallel workers.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _free_slot(self, key: str) -> Iterator[Path]:
+        for slot in itertools.count():
+            lock = FileLock(self.root / f"{key}-{slot}.lock")
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                continue
+            try:
+                yield self.root / f"{key}-{slot}"
+            finally:
+                lock.release()
+            return
+
+    @contextmanager
+    def synced(self, project_dir: Path) -> Iterator[SyncedEnvironment]:
+        """Sync the project into a shared environment and hold that until the block ends."""
+        key = dependency_key(project_dir / "pyproject.toml")
+        with self._free_slot(key) as path:
+            env = clean_env(UV_PROJECT_ENVIRONMENT=str(path), UV_NO_PROGRESS="1")
+            started = time.perf_counter()
+            run([tool("uv"), "sync"], cwd=project_dir, env=env, timeout=1800)
+            yield SyncedEnvironment(path.name, path, env, time.perf_counter() - started)

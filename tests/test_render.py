@@ -1,0 +1,390 @@
+"""Every combination of the answer space renders a clean, self-consistent project."""
+
+from __future__ import annotations
+
+import re
+import socket
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from helpers import ROOT, copier_questions, project_files, read_answers, run, tool
+
+if TYPE_CHECKING:
+    from helpers import Combination
+
+# ---------------------------------------------------------------------------
+# Template residue
+# ---------------------------------------------------------------------------
+
+# Jinja's opening delimiters. Its closers alone are valid Python and JSON
+# (`f"{share:.0%}"`, `{"a": {"b": 1}}`); a leftover tag or expression has its
+# opener too, and an opener alone (a tag broken across lines) is caught here.
+JINJA_MARKER = re.compile(r"\{\{|\{%|\{#")
+# Syntax of other tools that looks like Jinja and belongs in the output, by the
+# files it may appear in.
+NOT_JINJA = [
+    # GitHub Actions expressions, e.g. ${{ matrix.python }}
+    (re.compile(r"^\.github/"), re.compile(r"\$\{\{[^{}]*\}\}")),
+]
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None  # binary: nothing of the template's syntax can hide in it
+
+
+def template_markers(project: Path) -> list[str]:
+    found = []
+    for relative in project_files(project):
+        if JINJA_MARKER.search(str(relative)) or relative.suffix == ".jinja":
+            found.append(f"{relative}: template syntax in the file name")
+        text = _text(project / relative)
+        if text is None:
+            continue
+        for path_pattern, allowed in NOT_JINJA:
+            if path_pattern.search(relative.as_posix()):
+                text = allowed.sub("", text)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if JINJA_MARKER.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_template_markers(project: Path) -> None:
+    assert template_markers(project) == []
+
+
+# ---------------------------------------------------------------------------
+# Leaks: paths and hosts of the machine that rendered the project
+# ---------------------------------------------------------------------------
+
+# Paths on a developer's machine, typed into the template by hand. A container
+# definition names paths inside the image (`target=/root/.cache/uv`), so those
+# files are spared this heuristic; the paths of the machine doing the render are
+# still checked there, literally.
+LOCAL_PATH = re.compile(
+    r"(?<![\w:/.~-])(/home/\w|/Users/\w|/root\b|/tmp/|/var/tmp/|/var/folders/|/private/var/"
+    r"|[A-Za-z]:\\\\?Users)"
+)
+CONTAINER_FILE = re.compile(r"(^|/)(Dockerfile[^/]*|[^/]*compose[^/]*\.ya?ml|Containerfile)$")
+URL = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    r"(?:(?P<userinfo>[^/@\s\"'<>]*)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^/:\s\"'<>`)\]},]*)"
+    r"(?::(?P<port>\d+))?"
+)
+IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+# Hosts a generated repo may name as an endpoint: loopback, the any-address a
+# server listens on, and the names reserved for examples (RFC 2606, RFC 6761).
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}  # noqa: S104
+PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org")
+PLACEHOLDER_TLDS = (".example", ".test", ".invalid", ".localhost")
+# Schemes of links to web pages (anything else is a service endpoint).
+LINK_SCHEMES = {"http", "https", "git+http", "git+https"}
+# TLDs of private networks: a host under one of them names somebody's machine.
+PRIVATE_TLDS = (".internal", ".local", ".lan", ".corp", ".home", ".intranet", ".localdomain")
+
+
+def _placeholder_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return (
+        host in LOOPBACK
+        or host.endswith(PLACEHOLDER_TLDS)
+        or any(host == d or host.endswith(f".{d}") for d in PLACEHOLDER_DOMAINS)
+    )
+
+
+def _url_leak(match: re.Match[str], services: set[str]) -> str | None:
+    """Why a URL names a real machine, or None: endpoints must use placeholder hosts."""
+    scheme, host, port = match["scheme"].lower(), match["host"], match["port"]
+    if not host:
+        return None  # sqlite:///relative.db, file:///...: the path check covers those
+    if _placeholder_host(host) or host in services:
+        return None
+    if scheme not in LINK_SCHEMES or port or match["userinfo"]:
+        return f"endpoint on a real host ({host}); use localhost or example.com"
+    if IPV4.fullmatch(host) or "." not in host or host.lower().endswith(PRIVATE_TLDS):
+        return f"link to a private host ({host})"
+    return None  # a public web page, e.g. documentation
+
+
+def _contains_path(line: str, path: str) -> bool:
+    # A whole path, not part of a longer name or of a URL: "/tmp" but not "/tmp_path".
+    return re.search(rf"(?<![\w/.-]){re.escape(path)}(?![\w-])", line) is not None
+
+
+def compose_services(project: Path) -> set[str]:
+    """Service names of the project's compose files: hosts on the stack's own network."""
+    names: set[str] = set()
+    for relative in project_files(project):
+        if CONTAINER_FILE.search(relative.as_posix()) and relative.suffix in {".yml", ".yaml"}:
+            compose = yaml.safe_load((project / relative).read_text(encoding="utf-8")) or {}
+            names |= set(compose.get("services") or {})
+    return names
+
+
+def leaks(project: Path, template_repo: Path) -> list[str]:
+    """Lines that name the rendering machine, a developer's paths, or a real host."""
+    this_render = {str(ROOT), str(template_repo), str(project)}
+    this_user = {str(Path.home()), tempfile.gettempdir()} - {"/"}
+    hostname = socket.gethostname()
+    services = compose_services(project)
+    found = []
+    for relative in project_files(project):
+        text = _text(project / relative)
+        if text is None:
+            continue
+        in_container = CONTAINER_FILE.search(relative.as_posix()) is not None
+        for number, line in enumerate(text.splitlines(), start=1):
+            # Copier records where the template came from: it needs that to update.
+            if relative.as_posix() == ".copier-answers.yml" and line.startswith("_src_path:"):
+                continue
+            paths = this_render if in_container else this_render | this_user
+            reasons = [f"local path {path}" for path in paths if _contains_path(line, path)]
+            if not in_container and (local := LOCAL_PATH.search(line)):
+                reasons.append(f"local path {local[0]}")
+            if len(hostname) > 3 and re.search(rf"\b{re.escape(hostname)}\b", line):
+                reasons.append(f"this machine's name {hostname}")
+            reasons += [r for m in URL.finditer(line) if (r := _url_leak(m, services))]
+            reasons += [
+                f"IP address {ip}"
+                for ip in IPV4.findall(URL.sub("", line))
+                if not _placeholder_host(ip) and not ip.startswith("127.")
+            ]
+            found += [f"{relative}:{number}: {line.strip()}  <- {reason}" for reason in reasons]
+    return found
+
+
+def test_no_hard_coded_paths_or_hosts(project: Path, template_repo: Path) -> None:
+    assert leaks(project, template_repo) == []
+
+
+# ---------------------------------------------------------------------------
+# Lint, answers, conditional files
+# ---------------------------------------------------------------------------
+
+
+def test_ruff_check_clean(project: Path) -> None:
+    run([tool("ruff"), "check", "--no-cache", "--output-format=concise", "."], cwd=project)
+
+
+def test_ruff_format_clean(project: Path) -> None:
+    run([tool("ruff"), "format", "--no-cache", "--check", "--diff", "."], cwd=project)
+
+
+def test_answers_file_records_every_answer(project: Path, combination: Combination) -> None:
+    answers = read_answers(project)
+
+    assert set(copier_questions()) <= answers.keys()
+    assert {name: answers[name] for name in combination.data} == combination.data
+    assert {"_src_path", "_commit"} <= answers.keys()
+
+
+def _requirement_names(pyproject: dict[str, object]) -> set[str]:
+    project_table = pyproject.get("project", {})
+    assert isinstance(project_table, dict)
+    requirements = list(project_table.get("dependencies", []))
+    for extra in project_table.get("optional-dependencies", {}).values():
+        requirements += extra
+    groups = pyproject.get("dependency-groups", {})
+    assert isinstance(groups, dict)
+    for group in groups.values():
+        requirements += [r for r in group if isinstance(r, str)]  # skip {include-group}
+    return {re.split(r"[\s\[<>=!~;@]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+IMPORTS_FEAST = re.compile(r"^\s*(from feast\b|import feast\b)", re.MULTILINE)
+
+
+def test_feature_store_files_follow_the_answer(project: Path, combination: Combination) -> None:
+    package = project / "src" / read_answers(project)["package_name"]
+    feature_repos = sorted(p.relative_to(project) for p in project.rglob("feature_repo"))
+    importing_feast = sorted(
+        p.relative_to(project)
+        for p in project.rglob("*.py")
+        if IMPORTS_FEAST.search(p.read_text(encoding="utf-8"))
+    )
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    source = package / "io" / "feature_source.py"
+
+    assert source.is_file(), "both feature sources render to io/feature_source.py"
+    if combination["feature_store"]:
+        assert feature_repos == [(package / "feature_repo").relative_to(project)]
+        assert source.relative_to(project) in importing_feast
+        assert "feast" in _requirement_names(pyproject)
+    else:
+        assert feature_repos == []
+        assert importing_feast == []
+        assert "feast" not in _requirement_names(pyproject)
+
+
+# Files that are empty on purpose.
+MAY_BE_EMPTY = {"__init__.py", "py.typed", ".gitkeep"}
+
+
+def test_no_empty_files_or_folders(project: Path) -> None:
+    empty_files = [
+        relative
+        for relative in project_files(project)
+        if relative.name not in MAY_BE_EMPTY and not (project / relative).read_bytes().strip()
+    ]
+    empty_dirs = [
+        p.relative_to(project) for p in project.rglob("*") if p.is_dir() and not any(p.iterdir())
+    ]
+    assert (empty_files, empty_dirs) == ([], [])
+
+
+# ---------------------------------------------------------------------------
+# Secrets
+# ---------------------------------------------------------------------------
+
+SECRET_NAME = r"(?:password|passwd|secret|token|api_?key|access_?key|private_?key|credentials?)"
+# A secret-named key given a quoted literal: `password = "..."`, `"token": "..."`.
+QUOTED_SECRET = re.compile(
+    rf"(?i)[\w.-]*{SECRET_NAME}[\w.-]*[\"']?\s*(?::\s*[\w\[\]| .]+)?\s*[:=]\s*"
+    r"[rbf]?[\"'](?P<value>[^\"']*)[\"']"
+)
+# In config files, unquoted too: `PASSWORD=...`, `token: ...`.
+CONFIG_SECRET = re.compile(
+    rf"(?i)^\s*#?\s*[\w.-]*{SECRET_NAME}[\w.-]*\s*[:=][ \t]*(?P<value>[^#\"']*?)\s*(?:#.*)?$"
+)
+CONFIG_SUFFIXES = {".env", ".example", ".yml", ".yaml", ".toml", ".ini", ".cfg", ".conf"}
+KNOWN_KEY_FORMATS = re.compile(
+    r"AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub token
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}"  # Slack token
+    r"|sk-[A-Za-z0-9]{20,}"  # API keys in the OpenAI/Stripe style
+)
+URL_PASSWORD = re.compile(r"://[^/\s:@\"']+:(?P<value>[^/\s@\"']+)@")
+PLACEHOLDER_VALUE = re.compile(
+    r"(?i)^(|<[^>]*>|\$\{[^}]*\}|\$\{\{[^}]*\}\}|\$\w+|\*+|x+|\.\.\.|changeme|change-me"
+    r"|your[-_].*|none|null|~|false|true|os\.environ.*)$"
+)
+
+
+def secrets(project: Path) -> list[str]:
+    found = []
+    for relative in project_files(project):
+        text = _text(project / relative)
+        if text is None:
+            continue
+        is_config = relative.suffix in CONFIG_SUFFIXES or relative.name.startswith(".env")
+        for number, line in enumerate(text.splitlines(), start=1):
+            values = [m["value"] for m in QUOTED_SECRET.finditer(line)]
+            values += [m["value"] for m in URL_PASSWORD.finditer(line)]
+            if is_config:
+                values += [m["value"] for m in CONFIG_SECRET.finditer(line)]
+            if KNOWN_KEY_FORMATS.search(line) or any(
+                not PLACEHOLDER_VALUE.match(value.strip()) for value in values
+            ):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_secrets(project: Path) -> None:
+    assert secrets(project) == []
+
+
+ENV_LINE = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
+
+
+def test_env_example_holds_placeholders_only(project: Path) -> None:
+    example = project / ".env.example"
+    assert example.is_file()
+    assert not (project / ".env").exists(), "only the example is rendered, never .env"
+    assert re.search(r"(?m)^/?\.env$", (project / ".gitignore").read_text(encoding="utf-8"))
+    malformed = []
+    for number, line in enumerate(example.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = ENV_LINE.match(stripped)
+        if match is None:
+            malformed.append(f"{number}: {line}")
+        elif re.search(SECRET_NAME, match["key"], re.IGNORECASE) and not PLACEHOLDER_VALUE.match(
+            match["value"]
+        ):
+            malformed.append(f"{number}: {line}  <- a secret needs a placeholder value")
+    assert malformed == []
+
+
+# ---------------------------------------------------------------------------
+# The detectors themselves: they must flag what they are for, and only that
+# ---------------------------------------------------------------------------
+
+FLAGGED = {
+    "src/pkg/a.py": [
+        'NAME = "{{ package_name }}"',
+        "{% if feature_store %}",
+        'TRACKING = "http://10.1.2.3:5000"',
+        'DB = "postgresql://mlflow:hunter2@db.acme.io:5432/mlflow"',
+        'DATA = "/home/alice/churn.parquet"',
+        'CACHE = "/tmp/churn"',
+        'ROOT = "/Users/bob/src"',
+        "# see http://wiki.corp/ml",
+        'ARTIFACTS = "s3://acme-ml-artifacts/models"',
+        'password = "hunter2"',
+        'api_key: str = "abc123def456"',
+        'aws = "AKIAABCDEFGHIJKLMNOP"',
+    ],
+    ".env.example": ["AWS_SECRET_ACCESS_KEY=abc123def", "REDIS=redis://cache.lan:6379"],
+    "Dockerfile": [f"COPY {ROOT}/template /app"],
+    "src/pkg/d.py": ['PUSH = "http://pushgateway:9091"  # no such service in the project'],
+    "{{ package_name }}.txt": ["named after a question"],
+}
+SPARED = {
+    "src/pkg/b.py": [
+        '"""Docs: https://docs.feast.dev/getting-started and https://mlflow.org/docs."""',
+        'PREDICT = "http://127.0.0.1:3000/predict"',
+        'UI = "http://localhost:5000"',
+        'REMOTE = "https://mlflow.example.com:5000"  # what a real deployment sets',
+        'STORE = "sqlite:///mlflow.db"',
+        'LINE = f"{share:.0%} of features drifted"',
+        'NESTED = {"a": {"b": 1}}',
+        'password: str = ""',
+        'token = os.environ["CHURN_MODEL_TOKEN"]',
+        'VERSION = "1.4.40"',
+        "# https://docs.pytest.org/en/stable/how-to/tmp_path.html",
+    ],
+    ".github/workflows/ci.yml": ["python-version: ${{ matrix.python }}"],
+    ".env.example": ["CHURN_MODEL_API_KEY=", "CHURN_MODEL_TOKEN=<your token>"],
+    ".gitignore": ["/build/", ".env"],
+    "Dockerfile": ["RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen"],
+    "compose.yaml": ["services:", "  mlflow:", "    command: mlflow server --port 5000"],
+    "src/pkg/c.py": ['IN_STACK = "http://mlflow:5000"  # a service of compose.yaml'],
+    "requirements.txt": ["churn @ git+https://github.com/acme/churn@v1"],
+}
+
+
+def _fake_project(root: Path, files: dict[str, list[str]]) -> Path:
+    for name, lines in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_detectors_flag_every_leak(tmp_path: Path, template_repo: Path) -> None:
+    fake = _fake_project(tmp_path, FLAGGED)
+    flagged = template_markers(fake) + leaks(fake, template_repo) + secrets(fake)
+
+    lines = [
+        f"{name}:{number}:"
+        for name, content in FLAGGED.items()
+        if "{{" not in name  # flagged for its name, below
+        for number in range(1, len(content) + 1)
+    ]
+    assert [line for line in lines if not any(f.startswith(line) for f in flagged)] == []
+    assert any(f.startswith("{{ package_name }}.txt: template syntax") for f in flagged)
+
+
+def test_detectors_spare_legitimate_text(tmp_path: Path, template_repo: Path) -> None:
+    fake = _fake_project(tmp_path, SPARED)
+
+    assert template_markers(fake) + leaks(fake, template_repo) + secrets(fake) == []
