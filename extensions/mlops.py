@@ -119,7 +119,8 @@ MAX_PACKAGE_LENGTH = 30
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+# No quotes or backslashes: the address lands in a TOML string.
+EMAIL_RE = re.compile(r'^[^@\s"\\]+@[^@\s"\\]+\.[A-Za-z]{2,}$')
 
 
 def slugify(value: str) -> str:
