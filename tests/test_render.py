@@ -9,11 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import yaml
 
 from helpers import ROOT, copier_questions, project_files, read_answers, run, tool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from helpers import Combination
 
 # ---------------------------------------------------------------------------
@@ -175,6 +178,21 @@ def test_ruff_check_clean(project: Path) -> None:
 
 
 def test_ruff_format_clean(project: Path) -> None:
+    run([tool("ruff"), "format", "--no-cache", "--check", "--diff", "."], cwd=project)
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+def test_longest_names_render_lint_clean(render: Callable[..., Path], feature_store: bool) -> None:
+    """Names only the validators bound: the longest allowed must still format as rendered."""
+    package = ("long_package_name_" * 3)[:30]
+    project = render(
+        {
+            "package_name": package,
+            "project_slug": "a-rather-long-project-slug-for-a-churn-model",
+            "feature_store": feature_store,
+        }
+    )
+    run([tool("ruff"), "check", "--no-cache", "--output-format=concise", "."], cwd=project)
     run([tool("ruff"), "format", "--no-cache", "--check", "--diff", "."], cwd=project)
 
 

@@ -43,6 +43,7 @@ BAD_ANSWERS: dict[str, list[object]] = {
         "json",  # would shadow the standard library
         "typing",
         "tests",  # breaks tooling
+        "a" * 31,  # longer names break the formatting of rendered imports
     ],
     # Free text lands in TOML and Python strings: one line, no quotes or backslashes.
     "description": ["", "   ", 'Says "hi"', "back\\slash", "two\nlines", "x" * 201],
