@@ -1,4 +1,4 @@
-"""Tasks of the template repository: `nox -s lint`, `nox -s tests`, `nox -s demo`.
+"""Tasks of the template repository: `nox -s lint`, `nox -s tests`, `nox -s demo`, `nox -s bench`.
 
 Each session installs one dependency group of pyproject.toml into its own
 environment (uv when present). `nox` alone runs lint and tests.
@@ -19,7 +19,7 @@ nox.options.sessions = ["lint", "tests"]
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 DEMO_DIR = ROOT / "build" / "demo"
-PYTHON_SOURCES = ["extensions", "tests", "noxfile.py"]
+PYTHON_SOURCES = ["extensions", "tests", "bench", "noxfile.py"]
 
 
 def install_group(session: nox.Session, group: str) -> None:
@@ -77,3 +77,22 @@ def demo(session: nox.Session) -> None:
     # nox points VIRTUAL_ENV and UV_PROJECT_ENVIRONMENT at this session's.
     project_env = {"VIRTUAL_ENV": None, "UV_PROJECT_ENVIRONMENT": None}
     session.run("uv", "run", "--directory", str(DEMO_DIR), slug[1], "demo", env=project_env)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print numbers (no assertions); see bench/run.py for what they measure.
+
+    Arguments after `--` go to bench/run.py, e.g. `nox -s bench -- --seconds 5`.
+    """
+    if shutil.which("wrk") is None:
+        session.error("the serving benchmark drives load with wrk: apt-get install wrk")
+    install_group(session, "render")
+    project_env = {
+        "VIRTUAL_ENV": None,
+        "UV_PROJECT_ENVIRONMENT": None,
+        # Precompiled bytecode, as in a built image: start-up numbers then do not
+        # depend on whether the machine lets Python write .pyc files.
+        "UV_COMPILE_BYTECODE": "1",
+    }
+    session.run("python", "bench/run.py", *session.posargs, env=project_env)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -116,8 +115,8 @@ def process_tree_rss_mb(root_pid: int) -> dict[int, float]:
     return {pid: rss.get(pid, 0.0) for pid in tree}
 
 
-def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
-    script = Path(f"/tmp/wrk-{os.getpid()}.lua")
+def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "request.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
@@ -125,7 +124,16 @@ def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]
     )
     threads = 1 if connections == 1 else 2
     out = run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ]
     ).stdout
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -175,13 +183,28 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
     )
     ours_port, mlflow_port = free_port(), free_port()
     ours_env = {**env, f"{ENV_PREFIX}PORT": str(ours_port), f"{ENV_PREFIX}WORKERS": "1"}
-    ours = start([str(venv_bin / CLI), "serve", "--port", str(ours_port)], ours_env, project, home / "bench-ours.log")
+    ours = start(
+        [str(venv_bin / CLI), "serve", "--port", str(ours_port)],
+        ours_env,
+        project,
+        home / "bench-ours.log",
+    )
     mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
     theirs = start(
         [
-            str(venv_bin / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
-            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(mlflow_port),
-            "--workers", "1",
+            str(venv_bin / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
         ],
         mlflow_env,
         project,
@@ -194,17 +217,23 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         wait_http(f"http://127.0.0.1:{mlflow_port}/ping")
         entity_body = json.dumps({"customer_id": 1001})
         row_body = json.dumps({"features": row})
-        mlflow_body = json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
+        mlflow_body = json.dumps(
+            {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
+        )
         post(f"{ours_url}/predict", json.loads(entity_body))  # warm-up, and fail loudly if broken
         post(f"http://127.0.0.1:{mlflow_port}/invocations", json.loads(mlflow_body))
         cases = [
             (f"{label}: service, entity id (online lookup)", f"{ours_url}/predict", entity_body),
             (f"{label}: service, full row", f"{ours_url}/predict", row_body),
-            (f"{label}: mlflow models serve, full row", f"http://127.0.0.1:{mlflow_port}/invocations", mlflow_body),
+            (
+                f"{label}: mlflow models serve, full row",
+                f"http://127.0.0.1:{mlflow_port}/invocations",
+                mlflow_body,
+            ),
         ]
         for name, url, body in cases:
-            single = wrk(url, body, 1, seconds)
-            loaded = wrk(url, body, 16, seconds)
+            single = wrk(url, body, 1, seconds, home)
+            loaded = wrk(url, body, 16, seconds, home)
             results.append(
                 {
                     "case": name,
@@ -215,7 +244,12 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
                 }
             )
         tree = process_tree_rss_mb(ours.pid)
-        results.append({"case": f"{label}: service processes RSS MB", "rss_mb": sorted(tree.values(), reverse=True)})
+        results.append(
+            {
+                "case": f"{label}: service processes RSS MB",
+                "rss_mb": sorted(tree.values(), reverse=True),
+            }
+        )
     finally:
         stop(ours)
         stop(theirs)
@@ -247,7 +281,10 @@ def main() -> None:
     train_wall, train_rss = peak_rss_mb([str(project / ".venv/bin" / CLI), "train"], env, project)
     port = free_port()
     server = start(
-        [str(project / ".venv/bin" / CLI), "serve", "--port", str(port)], env, project, out / "first.log"
+        [str(project / ".venv/bin" / CLI), "serve", "--port", str(port)],
+        env,
+        project,
+        out / "first.log",
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -263,18 +300,28 @@ def main() -> None:
 
     demo_home = out / "demo-home"
     shutil.rmtree(demo_home, ignore_errors=True)
-    demo_env = {**env, f"{ENV_PREFIX}HOME": str(demo_home), "PREFECT_HOME": str(demo_home / "prefect")}
+    demo_env = {
+        **env,
+        f"{ENV_PREFIX}HOME": str(demo_home),
+        "PREFECT_HOME": str(demo_home / "prefect"),
+    }
     numbers["demo_wall_s"], numbers["demo_peak_rss_mb"] = peak_rss_mb(
         [str(project / ".venv/bin" / CLI), "demo"], demo_env, project
     )
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    numbers["generated_tests_s"] = timed(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=clean_env)
+    numbers["generated_tests_s"] = timed(
+        ["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=clean_env
+    )
 
     serving = serving_benchmark(project, env, options.seconds, "feature_store=false")
     fs_project, fs_home = out / "project-fs", out / "home-fs"
     shutil.rmtree(fs_home, ignore_errors=True)
     render(fs_project, team_size="growth", feature_store="true")
-    fs_env = {**os.environ, f"{ENV_PREFIX}HOME": str(fs_home), "PREFECT_HOME": str(fs_home / "prefect")}
+    fs_env = {
+        **os.environ,
+        f"{ENV_PREFIX}HOME": str(fs_home),
+        "PREFECT_HOME": str(fs_home / "prefect"),
+    }
     run(["uv", "sync", "--quiet"], cwd=fs_project, env=fs_env)
     run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=fs_env)
     serving += serving_benchmark(fs_project, fs_env, options.seconds, "feature_store=true")
@@ -292,7 +339,9 @@ def main() -> None:
             f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
             f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
         )
-    (out / "results.json").write_text(json.dumps({"numbers": numbers, "serving": serving}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"numbers": numbers, "serving": serving}, indent=2)
+    )
     print(f"\nresults: {out / 'results.json'}")
 
 
