@@ -189,7 +189,12 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         project,
         home / "bench-ours.log",
     )
-    mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
+    # mlflow models serve execs `uvicorn` by name: the project's venv must be on PATH.
+    mlflow_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+        "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}",
+    }
     theirs = start(
         [
             str(venv_bin / "mlflow"),
