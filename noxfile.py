@@ -1,4 +1,5 @@
-"""Tasks of the template repository: `nox -s lint`, `nox -s tests`, `nox -s demo`, `nox -s bench`.
+"""Tasks of the template repository: `nox -s lint`, `nox -s tests`, `nox -s docs`, `nox -s demo`,
+`nox -s bench`.
 
 Each session installs one dependency group of pyproject.toml into its own
 environment (uv when present). `nox` alone runs lint and tests.
@@ -19,7 +20,7 @@ nox.options.sessions = ["lint", "tests"]
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 DEMO_DIR = ROOT / "build" / "demo"
-PYTHON_SOURCES = ["extensions", "tests", "bench", "noxfile.py"]
+PYTHON_SOURCES = ["extensions", "tests", "bench", "migrations", "noxfile.py"]
 
 
 def install_group(session: nox.Session, group: str) -> None:
@@ -47,6 +48,15 @@ def tests(session: nox.Session) -> None:
     # it starts, so on 2 cores the whole matrix runs about 1.7x faster. Work
     # stealing keeps the slow tests from queueing behind one worker.
     session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "worksteal"]))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (warnings fail) into build/site."""
+    install_group(session, "docs")
+    # Material's notice about its successor would print on every build.
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "build" / "site"))
 
 
 @nox.session

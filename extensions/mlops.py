@@ -12,15 +12,19 @@ copier.yml):
 from __future__ import annotations
 
 import keyword
+import os
 import re
 import sys
 import unicodedata
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from copier_template_extensions import ContextHook
-from jinja2 import Environment
+from jinja2 import Environment, pass_context
 from jinja2.ext import Extension
+from jinja2.runtime import Context
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Tier:
     # Share of drifting features above which the dataset counts as drifted.
     drift_share: float
     rationale: str
+    # Text of the generated decision records (docs/decisions/): why the tier
+    # defaults to a feature store or not, and why its gate and drift
+    # thresholds sit where they do.
+    feature_store_reason: str
+    thresholds_reason: str
 
 
 TIERS: dict[str, Tier] = {
@@ -53,6 +62,18 @@ TIERS: dict[str, Tier] = {
             "tables, one MLflow server holds runs and models, and drift reports run "
             "as a batch job. Add a feature store at around ten models."
         ),
+        feature_store_reason=(
+            "With a few models owned by one team, a feature store is more platform than "
+            "the team can run: a registry, an online store and materialization jobs to "
+            "operate before the first model pays for them. Features computed in code "
+            "over parquet, with the same point-in-time join, give correct training sets "
+            "at no operating cost."
+        ),
+        thresholds_reason=(
+            "A young model on little data moves between retrains: the gate tolerates a "
+            "small loss against the champion and drift needs many features to move, so "
+            "a small team reacts to real shifts, not to noise."
+        ),
     ),
     "growth": Tier(
         key="growth",
@@ -67,6 +88,16 @@ TIERS: dict[str, Tier] = {
             "and serving on one set of feature definitions, and the quality gate "
             "refuses any regression against the champion beyond half a point of AUC."
         ),
+        feature_store_reason=(
+            "With tens of models and several teams, the same features get reimplemented "
+            "per model and drift apart between training and serving. One set of Feast "
+            "definitions feeds point-in-time training sets and online lookups, and is "
+            "worth the registry and the materialization job it costs."
+        ),
+        thresholds_reason=(
+            "Several models share consumers: a new version may lose only a little "
+            "against the champion, and drift is declared earlier than for a small team."
+        ),
     ),
     "enterprise": Tier(
         key="enterprise",
@@ -80,6 +111,17 @@ TIERS: dict[str, Tier] = {
             "Hundreds of models under a platform team: shared feature definitions "
             "with ownership, a gate that accepts no regression at all, and a drift "
             "threshold that flags retraining early."
+        ),
+        feature_store_reason=(
+            "With hundreds of models under a platform team, features are a shared "
+            "product: Feast definitions with an owner, reused across models, and the "
+            "same definitions for training and online serving are the baseline, not "
+            "an option."
+        ),
+        thresholds_reason=(
+            "One bad promotion reaches many consumers: the gate accepts no regression "
+            "against the champion, and drift is declared earliest, so retraining is "
+            "flagged before consumers notice."
         ),
     ),
 }
@@ -188,6 +230,99 @@ def tier_default(team_size: str, field: str) -> Any:
     return getattr(TIERS[team_size], field)
 
 
+# ---------------------------------------------------------------------------
+# Organisation policy (docs/org-defaults.md)
+# ---------------------------------------------------------------------------
+
+# Names the YAML file with an organisation's policy; unset means no policy.
+POLICY_ENV = "MLOPS_PATTERNS_POLICY"
+
+# The questions a policy may restrict, with every value each can take. A
+# question joins this table when the content behind its answers is built.
+POLICY_QUESTIONS: dict[str, tuple[object, ...]] = {
+    "team_size": tuple(TIERS),
+    "feature_store": (False, True),
+}
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be read or does not follow the format."""
+
+
+def _shown(value: object) -> str:
+    # Spelled as in YAML, so the message can be pasted back into the policy.
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def load_policy(path: Path) -> dict[str, tuple[object, ...]]:
+    """The ``allowed:`` table of a policy file, checked against ``POLICY_QUESTIONS``."""
+
+    def invalid(reason: str) -> PolicyError:
+        return PolicyError(f"the organisation policy at {path} is invalid: {reason}")
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        reason = f"(named by {POLICY_ENV}) cannot be read: {error.strerror}"
+        raise PolicyError(f"the organisation policy at {path} {reason}") from error
+    except yaml.YAMLError as error:
+        raise invalid(f"not YAML ({error})") from error
+    if not isinstance(data, dict) or set(data) != {"allowed"}:
+        raise invalid("expected a mapping with the single key 'allowed'")
+    if not isinstance(data["allowed"], dict):
+        raise invalid("'allowed' must map question names to lists of values")
+    known = ", ".join(POLICY_QUESTIONS)
+    allowed: dict[str, tuple[object, ...]] = {}
+    for question, values in data["allowed"].items():
+        if question not in POLICY_QUESTIONS:
+            raise invalid(f"unknown question '{question}'; a policy can restrict {known}")
+        if not isinstance(values, list) or not values:
+            raise invalid(f"'{question}' must list at least one allowed value")
+        choices = POLICY_QUESTIONS[question]
+        # `in` alone would take 1 for True: compare types as well.
+        for value in values:
+            if not any(type(value) is type(c) and value == c for c in choices):
+                shown = [_shown(c) for c in choices]
+                # e.g. 'true' in quotes for a yes/no question: right text, wrong type.
+                hint = " (quoted: write it without quotes)" if _shown(value) in shown else ""
+                raise invalid(
+                    f"'{question}' cannot be {_shown(value)!r}{hint}; "
+                    f"its values are {', '.join(shown)}"
+                )
+        allowed[question] = tuple(values)
+    return allowed
+
+
+def policy_error(value: object, question: str) -> str:
+    """Why the organisation policy forbids this answer, or "" (also without a policy)."""
+    location = os.environ.get(POLICY_ENV, "").strip()
+    if not location:
+        return ""
+    path = Path(location).expanduser()
+    try:
+        allowed = load_policy(path)
+    except PolicyError as error:
+        return str(error)
+    if question in allowed and value not in allowed[question]:
+        shown = ", ".join(_shown(v) for v in allowed[question])
+        forbidden = f"'{_shown(value)}' is forbidden by the organisation policy at {path}"
+        return f"{forbidden}; allowed: {shown}"
+    return ""
+
+
+@pass_context
+def _policy_filter(context: Context, value: object, question: str) -> str:
+    """``policy_error`` as the validators call it, skipped for recorded answers."""
+    # To compute an update's diff, copier re-renders the project from its answers
+    # file (its data then holds `_commit`). The policy judges new answers, not
+    # that history: otherwise a project whose recorded answer the organisation
+    # has since forbidden could never be updated to an allowed one.
+    conf = context.get("_copier_conf")
+    if conf is not None and "_commit" in conf["data"]:
+        return ""
+    return policy_error(value, question)
+
+
 class MlopsFilters(Extension):
     """Filters for question defaults and validators."""
 
@@ -201,6 +336,7 @@ class MlopsFilters(Extension):
             email_error=email_error,
             text_error=text_error,
             tier_default=tier_default,
+            policy_error=_policy_filter,
         )
 
 
