@@ -5,7 +5,9 @@ Fixtures built on these live in conftest.py, which also explains the design.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -44,6 +46,21 @@ LEAKY_ENV = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "UV_PROJ
 # ---------------------------------------------------------------------------
 # The answer space
 # ---------------------------------------------------------------------------
+
+
+@functools.cache
+def extension_module() -> Any:
+    """extensions/mlops.py, imported the way copier loads it (by path: it is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "mlops_extension", ROOT / "extensions" / "mlops.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up while the class is built.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def copier_questions() -> dict[str, dict[str, Any]]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from helpers import ROOT, read_answers
+from helpers import extension_module, read_answers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,19 +25,9 @@ SECTIONS = ("Context", "Decision", "Trade-offs", "Revisit when")
 RELATIVE_LINK = re.compile(r"\]\((?P<target>(?![a-z][a-z0-9+.-]*:|#)[^)\s]+)\)")
 
 
-@cache
 def tiers() -> dict[str, Any]:
     """The tier table of extensions/mlops.py, where the records' tier text comes from."""
-    spec = importlib.util.spec_from_file_location(
-        "mlops_extension", ROOT / "extensions" / "mlops.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered first: dataclasses look their module up while the class is built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.TIERS
+    return extension_module().TIERS
 
 
 def records(project: Path) -> dict[str, str]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from helpers import ROOT, clean_env, run, tool
+from helpers import ROOT, clean_env, extension_module, run, tool
 
 if TYPE_CHECKING:
     import subprocess
@@ -75,16 +73,7 @@ def test_strict_build_fails_on(tmp_path: Path, mistake: str) -> None:
 
 def tiers() -> list[Any]:
     """The tiers of extensions/mlops.py, in the order of the docs' table."""
-    spec = importlib.util.spec_from_file_location(
-        "mlops_extension", ROOT / "extensions" / "mlops.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered first: dataclasses look their module up while the class is built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return list(module.TIERS.values())
+    return list(extension_module().TIERS.values())
 
 
 def test_tier_table_matches_the_extension() -> None:

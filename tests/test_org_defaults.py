@@ -12,8 +12,6 @@ reaches these renders: each test starts with an empty settings file and no
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from helpers import (
     answer_space,
     clean_env,
     copier_questions,
+    extension_module,
     git,
     read_answers,
     run,
@@ -36,7 +35,6 @@ from helpers import (
 EXAMPLES = ROOT / "examples" / "org"
 ORG_SETTINGS = EXAMPLES / "settings.yml"
 ORG_POLICY = EXAMPLES / "policy.yml"
-EXTENSIONS = ROOT / "extensions" / "mlops.py"
 POLICY_ENV = "MLOPS_PATTERNS_POLICY"
 SETTINGS_ENV = "COPIER_SETTINGS_PATH"
 
@@ -44,14 +42,7 @@ SETTINGS_ENV = "COPIER_SETTINGS_PATH"
 @pytest.fixture(scope="module")
 def mlops() -> Any:
     """extensions/mlops.py, imported as copier loads it (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("mlops_extensions", EXTENSIONS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered first: dataclasses look their module up while the class is built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return extension_module()
 
 
 @pytest.fixture(autouse=True)
