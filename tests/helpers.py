@@ -308,3 +308,28 @@ class SharedEnvironments:
             started = time.perf_counter()
             run([tool("uv"), "sync"], cwd=project_dir, env=env, timeout=1800)
             yield SyncedEnvironment(path.name, path, env, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """A generated project's own test suite, run in its shared environment."""
+
+    result: subprocess.CompletedProcess[str]
+    environment: SyncedEnvironment
+    seconds: float
+
+
+def run_generated_suite(
+    shared_envs: SharedEnvironments, project_dir: Path, *pytest_args: str
+) -> SuiteRun:
+    """Sync the project's shared environment, then run the README's test command in it."""
+    with shared_envs.synced(project_dir) as environment:
+        started = time.perf_counter()
+        result = run(
+            [tool("uv"), "run", "pytest", "-q", *pytest_args],
+            cwd=project_dir,
+            env=environment.env,
+            timeout=1800,
+            check=False,
+        )
+        return SuiteRun(result, environment, time.perf_counter() - started)

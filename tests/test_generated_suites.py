@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import failure_message, run, tool
+from helpers import failure_message, run_generated_suite
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,23 +25,13 @@ def test_generated_suite_passes(
     # A render of its own: syncing and testing write into the project.
     project = render(combination.data)
 
-    with shared_envs.synced(project) as environment:
-        started = time.perf_counter()
-        # The command the generated README gives, against the shared environment.
-        suite = run(
-            [tool("uv"), "run", "pytest", "-q"],
-            cwd=project,
-            env=environment.env,
-            timeout=1800,
-            check=False,
-        )
-        suite_seconds = time.perf_counter() - started
+    suite = run_generated_suite(shared_envs, project)
 
-    record_property("sync_seconds", environment.sync_seconds)
-    record_property("suite_seconds", suite_seconds)
+    record_property("sync_seconds", suite.environment.sync_seconds)
+    record_property("suite_seconds", suite.seconds)
     print(
-        f"{combination.id}: env {environment.key}, sync {environment.sync_seconds:.1f} s, "
-        f"suite {suite_seconds:.1f} s"
+        f"{combination.id}: env {suite.environment.key}, "
+        f"sync {suite.environment.sync_seconds:.1f} s, suite {suite.seconds:.1f} s"
     )
-    if suite.returncode != 0:
-        pytest.fail(failure_message(suite, project))
+    if suite.result.returncode != 0:
+        pytest.fail(failure_message(suite.result, project))

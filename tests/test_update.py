@@ -45,6 +45,7 @@ from helpers import (
     git,
     read_answers,
     run,
+    run_generated_suite,
     tool,
 )
 
@@ -465,19 +466,10 @@ def test_updated_project_suite_passes(
     record_property("update_seconds", time.perf_counter() - started)
     assert conflicts(project) == {}
 
-    with shared_envs.synced(project) as environment:
-        started = time.perf_counter()
-        suite = run(
-            [tool("uv"), "run", "pytest", "-q", "-rA"],
-            cwd=project,
-            env=environment.env,
-            timeout=1800,
-            check=False,
-        )
-        suite_seconds = time.perf_counter() - started
-    record_property("sync_seconds", environment.sync_seconds)
-    record_property("suite_seconds", suite_seconds)
-    if suite.returncode != 0:
-        pytest.fail(failure_message(suite, project))
+    suite = run_generated_suite(shared_envs, project, "-rA")
+    record_property("sync_seconds", suite.environment.sync_seconds)
+    record_property("suite_seconds", suite.seconds)
+    if suite.result.returncode != 0:
+        pytest.fail(failure_message(suite.result, project))
     # The team's own test ran with the template's.
-    assert "PASSED tests/test_team_rules.py::test_every_feature_is_described" in suite.stdout
+    assert "PASSED tests/test_team_rules.py::test_every_feature_is_described" in suite.result.stdout
