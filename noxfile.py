@@ -7,6 +7,7 @@ environment (uv when present). `nox` alone runs lint and tests.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -23,8 +24,49 @@ DEMO_DIR = ROOT / "build" / "demo"
 PYTHON_SOURCES = ["extensions", "tests", "bench", "migrations", "noxfile.py"]
 
 
+# Servers and checkers the tests run for real, by the Debian package that has them.
+# (No Docker engine is assumed: the stack tests start these on loopback.)
+SYSTEM_TOOLS = {
+    "initdb": "postgresql",
+    "redis-server": "redis-server",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-pushgateway": "prometheus-pushgateway",
+    "amtool": "prometheus-alertmanager",
+    "docker-compose": "docker-compose",
+}
+
+
 def install_group(session: nox.Session, group: str) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+def _have(tool: str) -> bool:
+    # PostgreSQL's server programs live in a versioned directory, off PATH.
+    return bool(shutil.which(tool) or any(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}")))
+
+
+def ensure_system_tools(session: nox.Session) -> None:
+    """Install the missing servers with apt-get (Debian/Ubuntu), or say what is missing."""
+    missing = sorted({package for tool, package in SYSTEM_TOOLS.items() if not _have(tool)})
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        session.error(f"install these packages (or their equivalents) first: {' '.join(missing)}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(*sudo, "apt-get", "update", "-qq", external=True)
+    session.run(
+        *sudo,
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env=env,
+    )
 
 
 @nox.session
@@ -43,6 +85,7 @@ def tests(session: nox.Session) -> None:
     `nox -s tests -- -m "not slow" -n 2` for the fast part (no generated suites,
     no demo run), about 10 s.
     """
+    ensure_system_tools(session)
     install_group(session, "test")
     # Two workers: a generated suite spends much of its time waiting on servers
     # it starts, so on 2 cores the whole matrix runs about 1.7x faster. Work

