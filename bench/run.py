@@ -2,8 +2,10 @@
 
 Run with `nox -s bench`. Measures: render time, CLI --help time, copy -> first served
 prediction, embedded demo wall time, generated test-suite time, training and service
-peak RSS, and serving latency/throughput side by side with `mlflow models serve` on the
-same registered model with the same worker count (wrk on loopback).
+peak RSS, serving latency/throughput side by side with `mlflow models serve` on the
+same registered model with the same worker count (wrk on loopback), the same with
+the Feast online store in Redis, and the production check's time and peak RSS over
+10k, 100k and 1M logged predictions.
 """
 
 from __future__ import annotations
@@ -331,6 +333,47 @@ def main() -> None:
     run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=fs_env)
     serving += serving_benchmark(fs_project, fs_env, options.seconds, "feature_store=true")
 
+    # The Feast online store in Redis, as in the stack (needs redis-server).
+    redis_server = shutil.which("redis-server")
+    if redis_server is not None:
+        redis_port = free_port()
+        redis = start(
+            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+            os.environ.copy(),
+            out,
+            out / "redis.log",
+        )
+        try:
+            redis_home = out / "home-redis"
+            shutil.rmtree(redis_home, ignore_errors=True)
+            redis_env = {
+                **fs_env,
+                f"{ENV_PREFIX}HOME": str(redis_home),
+                f"{ENV_PREFIX}ONLINE_STORE_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "PREFECT_HOME": str(redis_home / "prefect"),
+            }
+            run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=redis_env)
+            serving += serving_benchmark(
+                fs_project, redis_env, options.seconds, "feature_store=true, Redis online store"
+            )
+        finally:
+            stop(redis)
+
+    # The production check over a growing inference log (parquet), without retraining.
+    checks = []
+    for rows in (10_000, 100_000, 1_000_000):
+        shutil.rmtree(home / "inference_log", ignore_errors=True)
+        probe = (
+            "import resource, subprocess, sys\n"
+            "out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True)\n"
+            "print(out.stdout.split()[0], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        )
+        script = [str(project / ".venv/bin/python"), str(ROOT / "bench" / "production_check.py")]
+        seconds, rss = run(
+            [sys.executable, "-c", probe, *script, str(home), str(rows)], env=env, cwd=project
+        ).stdout.split()
+        checks.append({"rows": rows, "check_s": float(seconds), "peak_rss_mb": int(rss) / 1024})
+
     print("\n== template and project ==")
     for key, value in numbers.items():
         print(f"{key:32s} {value:10.3f}" if isinstance(value, float) else f"{key:32s} {value}")
@@ -344,8 +387,13 @@ def main() -> None:
             f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
             f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
         )
+    print("\n== production check (drift, prediction drift, live quality; no retraining) ==")
+    for check in checks:
+        print(
+            f"{check['rows']:>9,d} rows  {check['check_s']:6.1f} s  {check['peak_rss_mb']:7.0f} MB"
+        )
     (out / "results.json").write_text(
-        json.dumps({"numbers": numbers, "serving": serving}, indent=2)
+        json.dumps({"numbers": numbers, "serving": serving, "checks": checks}, indent=2)
     )
     print(f"\nresults: {out / 'results.json'}")
 

@@ -320,7 +320,10 @@ class SuiteRun:
 
 
 def run_generated_suite(
-    shared_envs: SharedEnvironments, project_dir: Path, *pytest_args: str
+    shared_envs: SharedEnvironments,
+    project_dir: Path,
+    *pytest_args: str,
+    env: Mapping[str, str] | None = None,
 ) -> SuiteRun:
     """Sync the project's shared environment, then run the README's test command in it."""
     with shared_envs.synced(project_dir) as environment:
@@ -328,7 +331,7 @@ def run_generated_suite(
         result = run(
             [tool("uv"), "run", "pytest", "-q", *pytest_args],
             cwd=project_dir,
-            env=environment.env,
+            env={**environment.env, **(env or {})},
             timeout=1800,
             check=False,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,5 +34,32 @@ def test_generated_suite_passes(
         f"{combination.id}: env {suite.environment.key}, "
         f"sync {suite.environment.sync_seconds:.1f} s, suite {suite.seconds:.1f} s"
     )
+    if suite.result.returncode != 0:
+        pytest.fail(failure_message(suite.result, project))
+
+
+@pytest.mark.slow
+def test_generated_stack_suite_passes(
+    combination: Combination,
+    render: Callable[..., Path],
+    shared_envs: SharedEnvironments,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """The same project against real services started from local binaries on loopback:
+    PostgreSQL, Redis, an S3 API, mlflow server, prefect server, Prometheus, Pushgateway."""
+    project = render(combination.data)
+
+    # No Docker engine in CI: the suite takes its local-binaries path (say so, so a
+    # machine with an engine still tests the path CI does).
+    suite = run_generated_suite(
+        shared_envs, project, "-m", "stack", "-s", env={"STACK_MODE": "local"}
+    )
+
+    timings = dict(
+        re.findall(r"^(stack ready|scheduled training run)\D*([\d.]+) s", suite.result.stdout, re.M)
+    )
+    for name, seconds in timings.items():
+        record_property(name.replace(" ", "_"), float(seconds))
+    print(f"{combination.id}: stack suite {suite.seconds:.1f} s, {timings}")
     if suite.result.returncode != 0:
         pytest.fail(failure_message(suite.result, project))

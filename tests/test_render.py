@@ -106,8 +106,11 @@ def _placeholder_host(host: str) -> bool:
 def _url_leak(match: re.Match[str], services: set[str]) -> str | None:
     """Why a URL names a real machine, or None: endpoints must use placeholder hosts."""
     scheme, host, port = match["scheme"].lower(), match["host"], match["port"]
-    if not host:
-        return None  # sqlite:///relative.db, file:///...: the path check covers those
+    if not host.strip(".") or host.startswith("{"):
+        # sqlite:///relative.db, file:///... (the path check covers those), or an
+        # elided example such as postgresql+psycopg://..., or a host a program
+        # fills in (f"s3://{bucket}/")
+        return None
     if _placeholder_host(host) or host in services:
         return None
     if scheme not in LINK_SCHEMES or port or match["userinfo"]:
@@ -282,7 +285,8 @@ KNOWN_KEY_FORMATS = re.compile(
 )
 URL_PASSWORD = re.compile(r"://[^/\s:@\"']+:(?P<value>[^/\s@\"']+)@")
 PLACEHOLDER_VALUE = re.compile(
-    r"(?i)^(|<[^>]*>|\$\{[^}]*\}|\$\{\{[^}]*\}\}|\$\w+|\*+|x+|\.\.\.|changeme|change-me"
+    # {name}: a value a program fills in (an f-string field), not a literal.
+    r"(?i)^(|<[^>]*>|\$\{[^}]*\}|\$\{\{[^}]*\}\}|\{\w+\}|\$\w+|\*+|x+|\.\.\.|changeme|change-me"
     r"|your[-_].*|none|null|~|false|true|os\.environ.*)$"
 )
 

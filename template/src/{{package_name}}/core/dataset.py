@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .schema import ENTITY, FEATURE_NAMES, LABEL, TIMESTAMP
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 # Fixed so that every run, on every machine, produces the same data.
@@ -80,20 +81,38 @@ def generate(n_customers: int, seed: int, first_id: int = 1000) -> ChurnData:
     from .features import point_in_time_join
 
     joined = point_in_time_join(labels, features)
-    contract_effect = joined["contract_type"].map(
+    probability = churn_probability(joined)
+    joined[LABEL] = (rng.uniform(size=len(joined)) < probability).astype("int64")
+    return ChurnData(features=features, labels=joined[[ENTITY, TIMESTAMP, LABEL]])
+
+
+def churn_probability(rows: pd.DataFrame) -> np.ndarray:
+    """The true churn probability of feature rows: the signal a model should learn."""
+    import numpy as np
+
+    contract_effect = rows["contract_type"].map(
         {"month-to-month": 1.5, "one-year": 0.0, "two-year": -1.6}
     )
     logit = (
         -1.6
-        - 0.06 * joined["tenure_months"]
-        + 0.05 * (joined["monthly_charges"] - 70.0)
-        + 0.9 * joined["support_tickets_90d"]
-        - 0.006 * joined["data_usage_gb"]
+        - 0.06 * rows["tenure_months"]
+        + 0.05 * (rows["monthly_charges"] - 70.0)
+        + 0.9 * rows["support_tickets_90d"]
+        - 0.006 * rows["data_usage_gb"]
         + contract_effect
     )
-    probability = 1.0 / (1.0 + np.exp(-logit.to_numpy()))
-    joined[LABEL] = (rng.uniform(size=len(joined)) < probability).astype("int64")
-    return ChurnData(features=features, labels=joined[[ENTITY, TIMESTAMP, LABEL]])
+    return np.asarray(1.0 / (1.0 + np.exp(-logit.to_numpy(dtype=float))))
+
+
+def outcomes(batch: pd.DataFrame, seed: int) -> pd.Series:
+    """What really happened to the customers of a served batch: the delayed labels
+    a feedback pipeline would send (True = churned)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    churned = rng.uniform(size=len(batch)) < churn_probability(batch)
+    return pd.Series(churned, index=batch.index, name=LABEL)
 
 
 def inference_batch(n_rows: int, seed: int, *, drifted: bool = False) -> pd.DataFrame:

@@ -115,7 +115,8 @@ def log_and_register(
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
         for artifact_path, local_path in (artifacts or {}).items():
-            mlflow.log_artifact(local_path, artifact_path=artifact_path)
+            # "" puts the file at the top of the run's artifacts (e.g. the model card).
+            mlflow.log_artifact(local_path, artifact_path=artifact_path or None)
         info = mlflow.sklearn.log_model(
             model,
             name="model",

@@ -1,9 +1,10 @@
 """The training pipeline as a Prefect flow.
 
-validate -> build features (point in time) -> split -> train -> evaluate ->
-gate (thresholds AND no regression vs the champion) -> register as challenger
--> promote to champion when the gate passes. Re-running on the same data and
-parameters reuses the registered version instead of adding a new one.
+validate -> build features (point in time) + served predictions whose outcome
+came back -> split -> train -> evaluate -> gate (thresholds AND no regression vs
+the champion) -> register as challenger with a model card -> promote to
+champion when the gate passes. Re-running on the same data and parameters
+reuses the registered version instead of adding a new one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import subprocess
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
@@ -22,6 +24,7 @@ from ..config import Settings
 from ..core import model as model_lib
 from ..core.dataset import ChurnData, generate
 from ..core.gate import GateDecision, GatePolicy, decide
+from ..core.model_card import ModelCard
 from ..core.schema import ENTITY, FEATURE_NAMES, LABEL, TIMESTAMP, validate_frame
 from ..io import registry
 from ..io.feature_source import open_feature_source
@@ -42,6 +45,9 @@ class TrainingResult:
     promoted: bool
     reused: bool
     data_version: str
+    # Served predictions with feedback labels that joined the training data.
+    production_rows: int = 0
+    reason: str = "manual run"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +110,42 @@ def build_training_set(settings: Settings, labels: pd.DataFrame) -> pd.DataFrame
 
 
 @task(cache_policy=NO_CACHE)
+def add_production_rows(settings: Settings, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Append the served predictions whose true outcome came back (feedback).
+
+    They are the freshest labelled data there is: after drift, exactly the rows
+    the champion has not seen. Their time is when they were served.
+    """
+    import pandas as pd
+
+    from ..io.inference_log import SERVED_AT, open_store
+
+    store = open_store(settings)
+    try:
+        served = store.read_window(datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    finally:
+        store.close()
+    labelled = served[served[LABEL].notna()]
+    if labelled.empty:
+        return frame, 0
+    rows = pd.DataFrame(
+        {
+            ENTITY: labelled[ENTITY].fillna(-1).astype("int64"),
+            TIMESTAMP: labelled[SERVED_AT].astype(frame[TIMESTAMP].dtype),
+            LABEL: labelled[LABEL].astype("int64"),
+            **{name: labelled[name].astype(frame[name].dtype) for name in FEATURE_NAMES},
+        }
+    )
+    combined = pd.concat([frame, rows[frame.columns]], ignore_index=True)
+    checked = validate_frame(
+        combined,
+        "training set with production rows",
+        require=(ENTITY, TIMESTAMP, *FEATURE_NAMES, LABEL),
+    )
+    return checked, len(rows)
+
+
+@task(cache_policy=NO_CACHE)
 def train(settings: Settings, train_set: pd.DataFrame) -> Pipeline:
     pipeline = model_lib.build_pipeline(model_lib.DEFAULT_PARAMS, seed=settings.seed)
     return pipeline.fit(train_set[list(FEATURE_NAMES)], train_set[LABEL].to_numpy())
@@ -126,6 +168,7 @@ def register(
     metrics: dict[str, float],
     train_set: pd.DataFrame,
     version_of_data: str,
+    card: ModelCard,
 ) -> tuple[registry.ModelRef, bool]:
     """Register a new version, or reuse the one trained from the same data and params."""
     client = registry.connect(settings)
@@ -140,6 +183,8 @@ def register(
     # The training features are the drift reference for this version.
     reference_path = settings.data_dir / "reference.parquet"
     train_set[list(FEATURE_NAMES)].to_parquet(reference_path, index=False)
+    card_path = settings.data_dir / "model_card.md"
+    card_path.write_text(card.to_markdown(), encoding="utf-8")
     ref = registry.log_and_register(
         client,
         settings,
@@ -153,17 +198,18 @@ def register(
             "fingerprint": fingerprint,
             "train_rows": str(len(train_set)),
         },
-        artifacts={registry.REFERENCE_DIR: str(reference_path)},
+        artifacts={registry.REFERENCE_DIR: str(reference_path), "": str(card_path)},
     )
     return ref, False
 
 
 @flow(name="training", log_prints=True)
-def training_flow(settings: Settings | None = None) -> TrainingResult:
+def training_flow(settings: Settings | None = None, reason: str = "manual run") -> TrainingResult:
     settings = settings or Settings()
     settings.ensure_dirs()
     labels = load_and_validate(settings)
     frame = build_training_set(settings, labels)
+    frame, production_rows = add_production_rows(settings, frame)
     train_set, test_set = model_lib.split(frame, settings.test_size, settings.seed)
     model = train(settings, train_set)
     metrics = model_lib.evaluate(model, test_set)
@@ -174,7 +220,21 @@ def training_flow(settings: Settings | None = None) -> TrainingResult:
         champion_metrics,
     )
     version_of_data = data_version(frame)
-    ref, reused = register(settings, model, metrics, train_set, version_of_data)
+    card = ModelCard(
+        model_name=settings.model_name,
+        reason=reason,
+        data_version=version_of_data,
+        window_start=frame[TIMESTAMP].min(),
+        window_end=frame[TIMESTAMP].max(),
+        train_rows=len(train_set),
+        test_rows=len(test_set),
+        production_rows=production_rows,
+        metrics=metrics,
+        champion_metrics=champion_metrics,
+        gate_passed=decision.passed,
+        gate_summary=decision.summary(),
+    )
+    ref, reused = register(settings, model, metrics, train_set, version_of_data, card)
 
     client = registry.connect(settings)
     registry.set_alias(client, ref, settings.challenger_alias)
@@ -182,7 +242,9 @@ def training_flow(settings: Settings | None = None) -> TrainingResult:
     promoted = decision.passed and (current is None or current.version != ref.version)
     if promoted:
         registry.set_alias(client, ref, settings.champion_alias)
+    # The gate's verdict stays on the version: why it was (not) promoted.
     client.set_model_version_tag(ref.name, ref.version, "gate", decision.summary())
+    client.set_model_version_tag(ref.name, ref.version, "trained_because", reason)
     return TrainingResult(
         version=ref.version,
         metrics=metrics,
@@ -191,4 +253,18 @@ def training_flow(settings: Settings | None = None) -> TrainingResult:
         promoted=promoted,
         reused=reused,
         data_version=version_of_data,
+        production_rows=production_rows,
+        reason=reason,
     )
+
+
+# The deployment the CLI's `schedule` command serves, as "scheduled-training/scheduled".
+DEPLOYMENT_NAME = "scheduled"
+
+
+@flow(name="scheduled-training", log_prints=True)
+def scheduled_training() -> TrainingResult:
+    """What the schedule runs: refresh the data (replace with your pipeline), then train."""
+    settings = Settings()
+    write_synthetic_data(settings)
+    return training_flow(settings, reason="schedule")

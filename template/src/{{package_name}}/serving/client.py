@@ -46,3 +46,8 @@ def predict(
     if features is not None:
         request["features"] = features
     return post_json(base_url, "/predict", request)
+
+
+def feedback(base_url: str, request_id: str, churned: bool) -> Any:
+    """Report the true outcome of the prediction answered with `request_id`."""
+    return post_json(base_url, "/feedback", {"request_id": request_id, "churned": churned})

@@ -67,11 +67,13 @@ class UnknownCustomerError(ServingError, LookupError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One scored customer: the decision, its probability, and the version that made it."""
+    """One scored customer: the decision, its probability, the version and the inputs."""
 
     prediction: bool
     probability: float
     model_version: str
+    # The feature values scored (looked up or given): what the inference log records.
+    features: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -97,33 +99,46 @@ class Predictor:
         # Replaced as a whole, never mutated: a reader sees the old or the new model.
         self._current: LoadedModel | None = None
         self._reload_lock = threading.Lock()
+        self._features_open = False
 
     def start(self) -> None:
-        """Open the online features and load the champion, if there is one yet.
+        """Open the online features and load the champion, if there are any yet.
 
         One lookup opens the online path: it loads the in-memory view (parquet)
         or connects to the online store (Feast), so the first request is not
-        slow, and a missing feature store fails here rather than per request.
-        Filling the online store (`materialize`) is the feature pipeline's job,
-        not each serving worker's.
+        slow. Filling the online store (`materialize`) is the feature
+        pipeline's job, not each serving worker's.
 
-        A missing champion is not an error here: the service starts unready and
-        the next reload picks the first champion up.
+        Neither missing features nor a missing champion is an error here: on a
+        new stack the service starts before the first training run. It stays
+        unready, and each reload tries again.
         """
-        try:
-            self.features.online([0])
-        except FileNotFoundError as error:
-            raise ServingError(
-                f"no online features ({error}): write and materialize the features first"
-            ) from error
+        self._open_features()
         if not self.reload():
             log.warning(
                 "%s", NoChampionError(self.settings.model_name, self.settings.champion_alias)
             )
 
+    def _open_features(self) -> bool:
+        if self._features_open:
+            return True
+        try:
+            self.features.online([0])
+        # No data written yet (FileNotFoundError) or no definitions registered (RuntimeError).
+        except (FileNotFoundError, RuntimeError) as error:
+            log.warning("online features not available yet, not ready: %s", error)
+            return False
+        self._features_open = True
+        return True
+
+    @property
+    def features_available(self) -> bool:
+        return self._features_open
+
     @property
     def ready(self) -> bool:
-        return self._current is not None
+        """A champion is loaded and the online features answer: any request can be served."""
+        return self._features_open and self._current is not None
 
     @property
     def model_version(self) -> str | None:
@@ -138,6 +153,7 @@ class Predictor:
         removed, the current model stays in service.
         """
         with self._reload_lock:
+            self._open_features()
             client = registry.connect(self.settings)
             ref = registry.by_alias(client, self.settings.model_name, self.settings.champion_alias)
             previous = self._current
@@ -186,6 +202,7 @@ class Predictor:
             prediction=probability >= THRESHOLD,
             probability=probability,
             model_version=current.ref.version,
+            features=features,
         )
 
 

@@ -7,7 +7,7 @@ offending field (``features.tenure_months``), which the service returns as 400.
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, model_validator
 
 from ..core.schema import FEATURES, FeatureSpec
 
@@ -65,6 +65,26 @@ class PredictResponse(BaseModel):
     prediction: bool = Field(description="True when the customer is predicted to churn")
     probability: float = Field(ge=0.0, le=1.0, description="Predicted probability of churn")
     model_version: str = Field(description="Registered model version that scored the request")
+    request_id: str = Field(description="Quote it in POST /feedback once the outcome is known")
+
+
+class FeedbackRequest(BaseModel):
+    """The true outcome of a served prediction, named by the request id it was given."""
+
+    model_config = ConfigDict(extra="forbid", title="FeedbackRequest")
+
+    request_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="The request_id of a /predict response"
+    )
+    # Strict: a label is JSON true or false, not "yes" or 1.
+    churned: StrictBool = Field(description="Whether the customer did churn")
+
+
+class FeedbackResponse(BaseModel):
+    """The label is queued for the inference log (202 Accepted)."""
+
+    request_id: str
+    churned: bool
 
 
 class ReloadResponse(BaseModel):

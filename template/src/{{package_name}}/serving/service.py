@@ -1,8 +1,10 @@
 """The model service: BentoML over the champion model.
 
 Endpoints: ``POST /predict`` (by ``customer_id`` or by a full ``features``
-row), ``POST /reload``, and BentoML's own ``/livez``, ``/readyz`` (ready once a
-champion is loaded) and ``/metrics``. Start it with ``serving.server.start`` or
+row; every answer carries a ``request_id`` and is recorded in the inference
+log), ``POST /feedback`` (the true outcome for a ``request_id``), ``POST
+/reload``, and BentoML's own ``/livez``, ``/readyz`` (ready once a champion is
+loaded) and ``/metrics``. Start it with ``serving.server.start`` or
 ``bentoml serve <package>.serving.service:ModelService``.
 
 Only the server process imports this module, so BentoML is imported at top
@@ -21,9 +23,17 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from ..config import Settings
+from ..io.inference_log import InferenceLog, InferenceLogFull, open_inference_log
 from . import metrics
 from .predictor import ChampionPoller, NoChampionError, Predictor, UnknownCustomerError
-from .schemas import FeatureRow, PredictRequest, PredictResponse, ReloadResponse
+from .schemas import (
+    FeatureRow,
+    FeedbackRequest,
+    FeedbackResponse,
+    PredictRequest,
+    PredictResponse,
+    ReloadResponse,
+)
 
 # Model swaps and start-up at INFO like BentoML's own messages (the root logger stays at WARNING).
 logging.getLogger(__name__.partition(".")[0]).setLevel(logging.INFO)
@@ -62,7 +72,19 @@ logging.getLogger("bentoml._internal.server.http_app").addFilter(DropValidationT
 def error_response(status: int, kind: str, message: str, field: str | None = None) -> JSONResponse:
     """An error body shaped like BentoML's validation errors: a summary and located details."""
     detail: dict[str, Any] = {"type": kind, "loc": [field] if field else [], "msg": message}
-    return JSONResponse({"error": message, "detail": [detail]}, status_code=status)
+    return JSONResponse(
+        {"error": message, "detail": [detail]},
+        status_code=status,
+        # The metrics middleware counts the error under this kind.
+        headers={metrics.ERROR_KIND_HEADER.decode(): kind},
+    )
+
+
+def log_full_response(error: InferenceLogFull) -> JSONResponse:
+    """503: a request the inference log cannot record is not served (nothing goes unlogged)."""
+    response = error_response(503, "log_full", str(error))
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @bentoml.service(
@@ -81,6 +103,7 @@ class ModelService:
     def __init__(self) -> None:
         self.predictor = Predictor(SETTINGS, on_swap=metrics.model_swapped)
         self.predictor.start()
+        self.inference_log = open_inference_log(SETTINGS, on_write=metrics.inference_log_written)
         release_freed_memory()
         self.poller: ChampionPoller | None = None
         if SETTINGS.reload_interval > 0:
@@ -92,9 +115,13 @@ class ModelService:
         return self.predictor.ready
 
     @bentoml.on_shutdown
-    def stop_polling(self) -> None:
+    def shut_down(self) -> None:
+        # BentoML runs this after the last request is answered (SIGTERM included):
+        # closing the log then writes every prediction this worker served. The
+        # timeout only matters if the store is down; it fits in Docker's 10 s grace.
         if self.poller is not None:
             self.poller.stop()
+        self.inference_log.close(timeout=8.0)
 
     # Async on purpose: scoring takes about a millisecond, less than handing it to a thread.
     @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
@@ -112,6 +139,17 @@ class ModelService:
             return error_response(404, "unknown_customer", str(error), field="customer_id")
         except NoChampionError as error:
             return error_response(503, "no_model", str(error))
+        row = self.inference_log.prediction_row(
+            model_version=result.model_version,
+            features=result.features,
+            probability=result.probability,
+            prediction=result.prediction,
+            customer_id=customer_id,
+        )
+        try:
+            await self.inference_log.record_async(row)
+        except InferenceLogFull as error:
+            return log_full_response(error)
         metrics.count_prediction(
             result.prediction, "online" if customer_id is not None else "request"
         )
@@ -120,7 +158,24 @@ class ModelService:
             prediction=result.prediction,
             probability=result.probability,
             model_version=result.model_version,
+            request_id=row["request_id"],
         )
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    async def feedback(self, request_id: str, churned: bool) -> JSONResponse:
+        """Record the true outcome of a served prediction; 202 once it is queued.
+
+        An unknown request id is accepted too, not answered 404: the prediction
+        may still be queued in this or another worker, and looking it up would
+        cost a store query per label. Such a label never joins a prediction.
+        """
+        row = InferenceLog.feedback_row(request_id, churned)
+        try:
+            await self.inference_log.record_async(row, "feedback")
+        except InferenceLogFull as error:
+            return log_full_response(error)
+        accepted = FeedbackResponse(request_id=request_id, churned=churned)
+        return JSONResponse(accepted.model_dump(), status_code=202)
 
     @bentoml.api(route="/reload")
     def reload(self) -> ReloadResponse:
@@ -129,4 +184,4 @@ class ModelService:
         return ReloadResponse(reloaded=reloaded, model_version=self.predictor.model_version)
 
 
-ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=("/predict", "/reload"))
+ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=("/predict", "/feedback", "/reload"))
