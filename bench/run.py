@@ -3,9 +3,10 @@
 Run with `nox -s bench`. Measures: render time, CLI --help time, copy -> first served
 prediction, embedded demo wall time, generated test-suite time, training and service
 peak RSS, serving latency/throughput side by side with `mlflow models serve` on the
-same registered model with the same worker count (wrk on loopback), the same with
-the Feast online store in Redis, and the production check's time and peak RSS over
-10k, 100k and 1M logged predictions.
+same registered model with the same worker count (wrk on loopback), the same project
+against its local stack (start-up time, train time there vs embedded, serving with
+Redis online lookups and the Postgres inference log), and the production check's time
+and peak RSS over 10k, 100k and 1M logged predictions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -194,7 +196,8 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
     # mlflow models serve execs `uvicorn` by name: the project's venv must be on PATH.
     mlflow_env = {
         **env,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+        "MLFLOW_TRACKING_URI": env.get(f"{ENV_PREFIX}TRACKING_URI")
+        or f"sqlite:///{home}/mlflow.db",
         "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}",
     }
     theirs = start(
@@ -333,31 +336,59 @@ def main() -> None:
     run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=fs_env)
     serving += serving_benchmark(fs_project, fs_env, options.seconds, "feature_store=true")
 
-    # The Feast online store in Redis, as in the stack (needs redis-server).
-    redis_server = shutil.which("redis-server")
-    if redis_server is not None:
-        redis_port = free_port()
-        redis = start(
-            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
-            os.environ.copy(),
-            out,
-            out / "redis.log",
-        )
-        try:
-            redis_home = out / "home-redis"
-            shutil.rmtree(redis_home, ignore_errors=True)
-            redis_env = {
-                **fs_env,
-                f"{ENV_PREFIX}HOME": str(redis_home),
-                f"{ENV_PREFIX}ONLINE_STORE_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "PREFECT_HOME": str(redis_home / "prefect"),
-            }
-            run([str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=redis_env)
-            serving += serving_benchmark(
-                fs_project, redis_env, options.seconds, "feature_store=true, Redis online store"
+    # The same project against its local stack (tests/stack/services.py): MLflow server
+    # on Postgres + S3 API, Feast registry in Postgres and online store in Redis, Postgres
+    # inference log, Prefect server. Train time there vs embedded, then serving.
+    stack_root = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+    stack = subprocess.Popen(
+        [
+            str(fs_project / ".venv/bin/python"),
+            str(ROOT / "bench" / "stack_up.py"),
+            str(fs_project),
+            str(stack_root),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if stack.stdout is None:
+            raise RuntimeError("the stack process has no output pipe")
+        endpoints = json.loads(stack.stdout.readline())
+        numbers["stack_start_s"] = endpoints["started_in"]
+        stack_home = out / "home-stack"
+        shutil.rmtree(stack_home, ignore_errors=True)
+        stack_env = {
+            **fs_env,
+            f"{ENV_PREFIX}HOME": str(stack_home),
+            f"{ENV_PREFIX}TRACKING_URI": endpoints["tracking_uri"],
+            f"{ENV_PREFIX}FEATURE_REGISTRY_URL": endpoints["databases"]["feast"],
+            f"{ENV_PREFIX}ONLINE_STORE_URL": endpoints["redis_url"],
+            f"{ENV_PREFIX}INFERENCE_LOG_URL": endpoints["databases"]["monitoring"],
+            "PREFECT_API_URL": endpoints["prefect_api_url"],
+            "PREFECT_HOME": str(stack_home / "prefect"),
+        }
+        embedded_home = out / "home-embedded-train"
+        shutil.rmtree(embedded_home, ignore_errors=True)
+        embedded_env = {
+            **fs_env,
+            f"{ENV_PREFIX}HOME": str(embedded_home),
+            "PREFECT_HOME": str(embedded_home / "prefect"),
+        }
+        for name, train_env in (("embedded", embedded_env), ("stack", stack_env)):
+            run([str(fs_project / ".venv/bin" / CLI), "data"], cwd=fs_project, env=train_env)
+            numbers[f"train_{name}_s"] = timed(
+                [str(fs_project / ".venv/bin" / CLI), "train"], cwd=fs_project, env=train_env
             )
-        finally:
-            stop(redis)
+        serving += serving_benchmark(
+            fs_project,
+            stack_env,
+            options.seconds,
+            "stack: MLflow server, Feast registry Postgres + Redis, Postgres inference log",
+        )
+    finally:
+        stack.communicate("")
+        shutil.rmtree(stack_root, ignore_errors=True)
 
     # The production check over a growing inference log (parquet), without retraining.
     checks = []
