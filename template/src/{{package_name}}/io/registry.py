@@ -18,6 +18,18 @@ REFERENCE_DIR = "reference"
 REFERENCE_ARTIFACT = f"{REFERENCE_DIR}/reference.parquet"
 # What the model needs at inference time; pinned to what trained it.
 INFERENCE_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy")
+# The training flow records the gate's verdict on each version under this tag.
+GATE_TAG = "gate"
+# Set on a champion by `promote`: the version it replaced, where `rollback` returns to.
+PREVIOUS_CHAMPION_TAG = "previous_champion"
+
+
+class RolloutError(Exception):
+    """A promotion or rollback that cannot be done as asked; the message says why."""
+
+
+class GateNotPassedError(RolloutError):
+    """The version to promote did not pass the quality gate."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,85 @@ def by_tag(client: MlflowClient, name: str, key: str, value: str) -> ModelRef | 
 
 def set_alias(client: MlflowClient, ref: ModelRef, alias: str) -> None:
     client.set_registered_model_alias(ref.name, alias, ref.version)
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    """What `promote` or `rollback` did: the champion before (if any) and after."""
+
+    previous: ModelRef | None
+    champion: ModelRef
+
+
+def _version(client: MlflowClient, name: str, version: str) -> ModelRef:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _ref(client.get_model_version(name, version))
+    except MlflowException:
+        raise RolloutError(f"model '{name}' has no version {version}") from None
+
+
+def promote(
+    client: MlflowClient, settings: Settings, version: str | None = None, *, force: bool = False
+) -> ChampionChange:
+    """Move the champion alias to `version` (default: the challenger's).
+
+    The replaced champion is recorded on the new one (tag `previous_champion`)
+    so that `rollback` knows where to return. A version whose gate verdict is
+    not "passed" is refused unless `force`. Services polling the alias swap the
+    new champion in by themselves.
+    """
+    name = settings.model_name
+    if version is None:
+        target = by_alias(client, name, settings.challenger_alias)
+        if target is None:
+            raise RolloutError(
+                f"no version of model '{name}' has the alias '{settings.challenger_alias}': "
+                "train one, or name the version to promote"
+            )
+    else:
+        target = _version(client, name, version)
+    current = by_alias(client, name, settings.champion_alias)
+    if current is not None and current.version == target.version:
+        raise RolloutError(f"version {target.version} of model '{name}' is already the champion")
+    verdict = target.tags.get(GATE_TAG)
+    if not force and not (verdict or "").startswith("passed"):
+        raise GateNotPassedError(
+            f"version {target.version} of model '{name}' did not pass the gate "
+            f"({verdict or 'no verdict recorded'}): pass --force to promote it anyway"
+        )
+    if current is not None:
+        client.set_model_version_tag(name, target.version, PREVIOUS_CHAMPION_TAG, current.version)
+    elif PREVIOUS_CHAMPION_TAG in target.tags:
+        # Left from an earlier promotion of this version: rolling back to it would be wrong now.
+        client.delete_model_version_tag(name, target.version, PREVIOUS_CHAMPION_TAG)
+    set_alias(client, target, settings.champion_alias)
+    return ChampionChange(previous=current, champion=_version(client, name, target.version))
+
+
+def rollback(client: MlflowClient, settings: Settings) -> ChampionChange:
+    """Move the champion alias back to the version the current champion replaced.
+
+    Each version keeps its own `previous_champion` tag, so rolling back again
+    goes one more promotion back.
+    """
+    name = settings.model_name
+    current = by_alias(client, name, settings.champion_alias)
+    if current is None:
+        raise RolloutError(
+            f"no version of model '{name}' has the alias '{settings.champion_alias}': "
+            "nothing to roll back"
+        )
+    previous = current.tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise RolloutError(
+            f"champion version {current.version} of model '{name}' records no previous "
+            "champion (it was not promoted with `promote`): nothing to roll back to"
+        )
+    target = _version(client, name, previous)
+    set_alias(client, target, settings.champion_alias)
+    return ChampionChange(previous=current, champion=target)
 
 
 def load_model(ref: ModelRef) -> Pipeline:

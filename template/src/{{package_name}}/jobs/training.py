@@ -238,13 +238,14 @@ def training_flow(settings: Settings | None = None, reason: str = "manual run") 
 
     client = registry.connect(settings)
     registry.set_alias(client, ref, settings.challenger_alias)
+    # The gate's verdict stays on the version: why it was (not) promoted.
+    client.set_model_version_tag(ref.name, ref.version, registry.GATE_TAG, decision.summary())
+    client.set_model_version_tag(ref.name, ref.version, "trained_because", reason)
     current = registry.by_alias(client, settings.model_name, settings.champion_alias)
     promoted = decision.passed and (current is None or current.version != ref.version)
     if promoted:
-        registry.set_alias(client, ref, settings.champion_alias)
-    # The gate's verdict stays on the version: why it was (not) promoted.
-    client.set_model_version_tag(ref.name, ref.version, "gate", decision.summary())
-    client.set_model_version_tag(ref.name, ref.version, "trained_because", reason)
+        # Through `promote`, which records the replaced champion for `rollback`.
+        registry.promote(client, settings, ref.version)
     return TrainingResult(
         version=ref.version,
         metrics=metrics,

@@ -13,6 +13,9 @@ from ..core.schema import FEATURES, FeatureSpec
 
 # Contract dtype -> Python type of a JSON value.
 _PYTHON_TYPES: dict[str, type] = {"int64": int, "float64": float}
+# Customer ids are int64 in the feature store and the inference log: a larger id
+# cannot exist, and looking it up overflowed inside Feast (a 500, found by fuzzing).
+MAX_CUSTOMER_ID = 2**63 - 1
 
 
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
@@ -42,7 +45,10 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", title="PredictRequest")
 
     customer_id: int | None = Field(
-        default=None, ge=0, description="Look the customer's latest features up online"
+        default=None,
+        ge=0,
+        le=MAX_CUSTOMER_ID,
+        description="Look the customer's latest features up online",
     )
     features: FeatureRow | None = Field(  # type: ignore[valid-type]
         default=None, description="Score this feature row as given"
