@@ -57,7 +57,8 @@ def peak_rss_mb(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float,
 
 def render(destination: Path, **data: str) -> float:
     shutil.rmtree(destination, ignore_errors=True)
-    args = ["copier", "copy", "--trust", "--defaults", "--quiet"]
+    # HEAD: this checkout, not the latest release tag.
+    args = ["copier", "copy", "--trust", "--defaults", "--quiet", "--vcs-ref=HEAD"]
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     return timed([*args, str(ROOT), str(destination)])
