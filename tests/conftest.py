@@ -5,7 +5,10 @@ The answer space
     or ``type: bool``, the ones not prompted yet (``when: false``, one choice)
     included. A test that takes a ``combination`` argument runs once per element of
     their cartesian product, so the matrix grows by itself when a later issue adds
-    a choice. Ids read like ``growth-no_feature_store-local-bentoml``.
+    a choice. Ids read like ``growth-no_feature_store-local-bentoml``. The suites
+    that start services (stack, fuzz) take ``stack_combination`` /
+    ``fuzz_combination`` instead: covering sets in which every value pair of the
+    questions their services depend on occurs (``helpers.covering``).
 
 What is rendered
     The working tree, uncommitted changes included. At the start of a session the
@@ -43,15 +46,32 @@ from typing import Any
 
 import pytest
 
-from helpers import ROOT, Combination, SharedEnvironments, combinations, copy_working_tree
+from helpers import (
+    FUZZ_PAIRS,
+    ROOT,
+    STACK_PAIRS,
+    Combination,
+    SharedEnvironments,
+    combinations,
+    copy_working_tree,
+    covering,
+)
 
 ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generated-envs"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "combination" in metafunc.fixturenames:
-        matrix = combinations()
-        metafunc.parametrize("combination", matrix, ids=[c.id for c in matrix])
+    # `combination`: the whole answer space. `stack_combination`, `fuzz_combination`:
+    # the covering sets of the suites that start services (see helpers.covering).
+    sets = {
+        "combination": combinations,
+        "stack_combination": lambda: covering(STACK_PAIRS),
+        "fuzz_combination": lambda: covering(FUZZ_PAIRS),
+    }
+    for name, make in sets.items():
+        if name in metafunc.fixturenames:
+            matrix = make()
+            metafunc.parametrize(name, matrix, ids=[c.id for c in matrix])
 
 
 @pytest.fixture(scope="session")

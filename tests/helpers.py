@@ -131,6 +131,45 @@ def combinations() -> list[Combination]:
     ]
 
 
+# The suites that start services cost minutes per combination, so they run on a
+# covering set: every combination whose answers change what a suite exercises,
+# taken in pairs. The stack suite's services follow the cloud (object store,
+# online store) and the feature store, its monitoring pieces the tier; the fuzz
+# suite's service follows the tier and the feature store (it runs embedded, where
+# the cloud changes nothing). Every combination still runs its default suite.
+STACK_PAIRS = (("cloud", "feature_store"), ("team_size", "feature_store"))
+FUZZ_PAIRS = (("team_size", "feature_store"),)
+
+
+def covering(pairs: Sequence[tuple[str, str]]) -> list[Combination]:
+    """Few combinations, found greedily, in which every value pair of ``pairs`` occurs.
+
+    Among equally good candidates the one whose answers were used least wins, so
+    the other questions' values rotate through the set too (each cloud gets a
+    fuzz run, say); then the earlier one in ``combinations()``. Deterministic, and
+    a new answer for one of the questions grows the set by itself.
+    """
+    matrix = combinations()
+    used: dict[tuple[str, object], int] = {}
+
+    def covered(combination: Combination) -> set[tuple[str, str, object, object]]:
+        return {(a, b, combination[a], combination[b]) for a, b in pairs}
+
+    def rank(combination: Combination) -> tuple[int, int]:
+        reuse = sum(used.get(answer, 0) for answer in combination.answers)
+        return len(covered(combination) & missing), -reuse
+
+    missing = set().union(*(covered(c) for c in matrix))
+    chosen: list[Combination] = []
+    while missing:
+        best = max(matrix, key=rank)
+        chosen.append(best)
+        missing -= covered(best)
+        for answer in best.answers:
+            used[answer] = used.get(answer, 0) + 1
+    return chosen
+
+
 # ---------------------------------------------------------------------------
 # Running tools
 # ---------------------------------------------------------------------------

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import failure_message, run_generated_suite
+from helpers import (
+    FUZZ_PAIRS,
+    STACK_PAIRS,
+    answer_space,
+    combinations,
+    covering,
+    failure_message,
+    run_generated_suite,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,14 +48,14 @@ def test_generated_suite_passes(
 
 @pytest.mark.slow
 def test_generated_stack_suite_passes(
-    combination: Combination,
+    stack_combination: Combination,
     render: Callable[..., Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
 ) -> None:
     """The same project against real services started from local binaries on loopback:
     PostgreSQL, Redis, an S3 API, mlflow server, prefect server, Prometheus, Pushgateway."""
-    project = render(combination.data)
+    project = render(stack_combination.data)
 
     # No Docker engine in CI: the suite takes its local-binaries path (say so, so a
     # machine with an engine still tests the path CI does).
@@ -62,21 +70,21 @@ def test_generated_stack_suite_passes(
     record_property("suite_seconds", suite.seconds)
     for name, seconds in timings.items():
         record_property(f"{name.replace(' ', '_')}_seconds", float(seconds))
-    print(f"{combination.id}: stack suite {suite.seconds:.1f} s, {timings}")
+    print(f"{stack_combination.id}: stack suite {suite.seconds:.1f} s, {timings}")
     if suite.result.returncode != 0:
         pytest.fail(failure_message(suite.result, project))
 
 
 @pytest.mark.slow
 def test_generated_fuzz_suite_passes(
-    combination: Combination,
+    fuzz_combination: Combination,
     render: Callable[..., Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
 ) -> None:
     """The running service under schemathesis fuzzing (over 1,000 generated requests, no 5xx)
     and a bounded load run (16 clients for 10 s, no errors)."""
-    project = render(combination.data)
+    project = render(fuzz_combination.data)
 
     suite = run_generated_suite(shared_envs, project, "-m", "fuzz", "-s")
 
@@ -88,6 +96,22 @@ def test_generated_fuzz_suite_passes(
     record_property("suite_seconds", suite.seconds)
     for name, value in (load.groupdict() if load else {}).items():
         record_property(name, float(value))
-    print(f"{combination.id}: fuzz suite {suite.seconds:.1f} s, load {load and load.group(0)}")
+    print(f"{fuzz_combination.id}: fuzz suite {suite.seconds:.1f} s, load {load and load.group(0)}")
     if suite.result.returncode != 0:
         pytest.fail(failure_message(suite.result, project))
+
+
+@pytest.mark.parametrize("pairs", [STACK_PAIRS, FUZZ_PAIRS], ids=["stack", "fuzz"])
+def test_covering_sets_hold_every_pair_and_every_answer(
+    pairs: tuple[tuple[str, str], ...],
+) -> None:
+    chosen = covering(pairs)
+    matrix = combinations()
+    for first, second in pairs:
+        wanted = {(c[first], c[second]) for c in matrix}
+        assert {(c[first], c[second]) for c in chosen} == wanted
+    # Every answer of every question occurs somewhere, including the ones the
+    # pairs do not name, and the set is smaller than the matrix it stands for.
+    for question, values in answer_space().items():
+        assert {c[question] for c in chosen} == set(values), question
+    assert len(chosen) < len(matrix)
