@@ -53,6 +53,9 @@ class Tier:
     alert_routing: bool
     # When the scheduled training deployment runs (cron, UTC).
     training_cron: str
+    # Whether the service deploys to Kubernetes (manifests under deploy/k8s/ and a
+    # cluster in infra/): one container is enough until several teams share it.
+    kubernetes: bool
 
 
 TIERS: dict[str, Tier] = {
@@ -84,6 +87,7 @@ TIERS: dict[str, Tier] = {
         dashboards=False,
         alert_routing=False,
         training_cron="0 3 * * 1",
+        kubernetes=False,
     ),
     "growth": Tier(
         key="growth",
@@ -111,6 +115,7 @@ TIERS: dict[str, Tier] = {
         dashboards=True,
         alert_routing=False,
         training_cron="0 3 * * *",
+        kubernetes=True,
     ),
     "enterprise": Tier(
         key="enterprise",
@@ -139,6 +144,99 @@ TIERS: dict[str, Tier] = {
         dashboards=True,
         alert_routing=True,
         training_cron="0 */6 * * *",
+        kubernetes=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Where the stack runs: the managed service behind each component.
+
+    The compose stack and the tests run a stand-in for each managed service
+    (``emulator``), so every cloud renders a project that also runs locally.
+    """
+
+    key: str
+    label: str
+    # MLflow's artifacts destination: s3:// (S3 or MinIO), gs:// or wasbs://.
+    artifact_scheme: str
+    object_store: str
+    tracking_db: str
+    # Feast online store type ("redis" or "dynamodb") and the managed service.
+    online_store: str
+    online_store_service: str
+    kubernetes_service: str
+    registry: str
+    workload_identity: str
+    # The managed ML platform a team would otherwise use (named in the docs).
+    platform: str
+    # What stands in for the object store locally and in the tests.
+    emulator: str
+    # Client library the MLflow server needs for the artifacts destination.
+    storage_requirements: tuple[str, ...]
+
+
+CLOUDS: dict[str, Cloud] = {
+    "local": Cloud(
+        key="local",
+        label="local / on-prem (containers, no cloud account)",
+        artifact_scheme="s3",
+        object_store="MinIO",
+        tracking_db="Postgres container",
+        online_store="redis",
+        online_store_service="Redis container",
+        kubernetes_service="any cluster (kind, k3d)",
+        registry="any OCI registry",
+        workload_identity="none (Kubernetes secrets)",
+        platform="none",
+        emulator="MinIO (compose), moto's S3 server (tests)",
+        storage_requirements=("boto3>=1.34",),
+    ),
+    "aws": Cloud(
+        key="aws",
+        label="AWS (S3, RDS, DynamoDB, EKS, ECR)",
+        artifact_scheme="s3",
+        object_store="Amazon S3",
+        tracking_db="Amazon RDS for PostgreSQL",
+        online_store="dynamodb",
+        online_store_service="Amazon DynamoDB",
+        kubernetes_service="Amazon EKS",
+        registry="Amazon ECR",
+        workload_identity="IAM Roles for Service Accounts (IRSA)",
+        platform="SageMaker",
+        emulator="moto's server (S3 and DynamoDB)",
+        storage_requirements=("boto3>=1.34",),
+    ),
+    "gcp": Cloud(
+        key="gcp",
+        label="Google Cloud (GCS, Cloud SQL, Memorystore, GKE, Artifact Registry)",
+        artifact_scheme="gs",
+        object_store="Google Cloud Storage",
+        tracking_db="Cloud SQL for PostgreSQL",
+        online_store="redis",
+        online_store_service="Memorystore for Redis",
+        kubernetes_service="Google Kubernetes Engine (GKE)",
+        registry="Artifact Registry",
+        workload_identity="GKE Workload Identity",
+        platform="Vertex AI",
+        emulator="gcp-storage-emulator",
+        storage_requirements=("google-cloud-storage>=2.16",),
+    ),
+    "azure": Cloud(
+        key="azure",
+        label="Azure (Blob Storage, PostgreSQL flexible server, Cache for Redis, AKS, ACR)",
+        artifact_scheme="wasbs",
+        object_store="Azure Blob Storage",
+        tracking_db="Azure Database for PostgreSQL flexible server",
+        online_store="redis",
+        online_store_service="Azure Cache for Redis",
+        kubernetes_service="Azure Kubernetes Service (AKS)",
+        registry="Azure Container Registry (ACR)",
+        workload_identity="Microsoft Entra Workload ID",
+        platform="Azure Machine Learning",
+        emulator="Azurite",
+        storage_requirements=("azure-storage-blob>=12.19", "azure-identity>=1.15"),
     ),
 }
 
@@ -258,6 +356,7 @@ POLICY_ENV = "MLOPS_PATTERNS_POLICY"
 POLICY_QUESTIONS: dict[str, tuple[object, ...]] = {
     "team_size": tuple(TIERS),
     "feature_store": (False, True),
+    "cloud": tuple(CLOUDS),
 }
 
 
@@ -366,17 +465,14 @@ def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
     package = answers["package_name"]
     return {
         "tier": asdict(tier),
+        "provider": asdict(CLOUDS[answers["cloud"]]),
         "env_prefix": f"{package.upper()}_",
         "cli_name": answers["project_slug"],
         "model_name": answers["project_slug"],
         "python_version": PYTHON_VERSION,
-        # Answers that have a single value today are recorded all the same, so
-        # a later `copier update` that turns them into choices keeps them.
-        "recorded_answers": {
-            **answers["_copier_answers"],
-            "cloud": answers["cloud"],
-            "serving": answers["serving"],
-        },
+        # An answer that has a single value today is recorded all the same, so
+        # a later `copier update` that turns it into a choice keeps it.
+        "recorded_answers": {**answers["_copier_answers"], "serving": answers["serving"]},
     }
 
 

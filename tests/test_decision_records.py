@@ -19,6 +19,7 @@ RECORDS = (
     "0004-serving.md",
     "0005-orchestration-prefect.md",
     "0006-monitoring.md",
+    "0007-cloud.md",
 )
 SECTIONS = ("Context", "Decision", "Trade-offs", "Revisit when")
 # Markdown links whose target is a relative path (no scheme, no anchor-only link).
@@ -92,8 +93,12 @@ def test_records_name_the_answers(project: Path, combination: Combination) -> No
 
     serving = rendered["0004-serving.md"]
     assert f"(the answer `serving: {combination['serving']}`)" in serving
-    assert "Not built yet: canary releases" in serving
-    assert "set_registered_model_alias" in serving
+    assert "ROLLOUT_STRATEGY" in serving
+    assert "5 → 10 → 25 → 50 → 100" in serving
+    assert "`rollback`" in serving
+
+    cloud = " ".join(rendered["0007-cloud.md"].split())
+    assert f"`cloud: {combination['cloud']}`" in cloud
 
     monitoring = rendered["0006-monitoring.md"]
     assert f"at least {round(tier.drift_share * 100)} % of the features drift" in monitoring

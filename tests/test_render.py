@@ -76,6 +76,8 @@ LOCAL_PATH = re.compile(
     r"|[A-Za-z]:\\\\?Users)"
 )
 CONTAINER_FILE = re.compile(r"(^|/)(Dockerfile[^/]*|[^/]*compose[^/]*\.ya?ml|Containerfile)$")
+# Kubernetes manifests: paths inside images too, and their Services are hosts.
+KUBERNETES_FILE = re.compile(r"^deploy/k8s/[^/]+\.ya?ml$")
 URL = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
     r"(?:(?P<userinfo>[^/@\s\"'<>]*)@)?"
@@ -90,6 +92,15 @@ PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org")
 PLACEHOLDER_TLDS = (".example", ".test", ".invalid", ".localhost")
 # Schemes of links to web pages (anything else is a service endpoint).
 LINK_SCHEMES = {"http", "https", "git+http", "git+https"}
+# Azurite's development account: MLflow takes Azure artifact URIs only in the form
+# wasbs://<container>@<account>.blob.core.windows.net/, and the emulator's one
+# account is this published name, no real storage account.
+AZURITE_ACCOUNT_HOST = "devstoreaccount1.blob.core.windows.net"
+# URI-shaped identifiers that name no host to connect to: Entra ID's token audience
+# (api://AzureADTokenExchange), Google IAM principals (principalSet://iam.googleapis.com/...).
+IDENTIFIER_SCHEMES = {"api", "principal", "principalset"}
+# Feast's DynamoDB online store is addressed by region: dynamodb://us-east-1.
+AWS_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 # TLDs of private networks: a host under one of them names somebody's machine.
 PRIVATE_TLDS = (".internal", ".local", ".lan", ".corp", ".home", ".intranet", ".localdomain")
 
@@ -106,10 +117,12 @@ def _placeholder_host(host: str) -> bool:
 def _url_leak(match: re.Match[str], services: set[str]) -> str | None:
     """Why a URL names a real machine, or None: endpoints must use placeholder hosts."""
     scheme, host, port = match["scheme"].lower(), match["host"], match["port"]
-    if not host.strip(".") or host.startswith("{"):
+    if host == AZURITE_ACCOUNT_HOST or (scheme == "dynamodb" and AWS_REGION.fullmatch(host)):
+        return None
+    if not host.strip(".") or host.startswith(("{", "$")) or scheme in IDENTIFIER_SCHEMES:
         # sqlite:///relative.db, file:///... (the path check covers those), or an
         # elided example such as postgresql+psycopg://..., or a host a program
-        # fills in (f"s3://{bucket}/")
+        # fills in (f"s3://{bucket}/", Terraform's "s3://${aws_s3_bucket.a.bucket}/")
         return None
     if _placeholder_host(host) or host in services:
         return None
@@ -132,6 +145,9 @@ def compose_services(project: Path) -> set[str]:
         if CONTAINER_FILE.search(relative.as_posix()) and relative.suffix in {".yml", ".yaml"}:
             compose = yaml.safe_load((project / relative).read_text(encoding="utf-8")) or {}
             names |= set(compose.get("services") or {})
+        if KUBERNETES_FILE.search(relative.as_posix()):
+            documents = yaml.safe_load_all((project / relative).read_text(encoding="utf-8"))
+            names |= {d["metadata"]["name"] for d in documents if d and d["kind"] == "Service"}
     return names
 
 
@@ -146,7 +162,9 @@ def leaks(project: Path, template_repo: Path) -> list[str]:
         text = _text(project / relative)
         if text is None:
             continue
-        in_container = CONTAINER_FILE.search(relative.as_posix()) is not None
+        in_container = any(
+            pattern.search(relative.as_posix()) for pattern in (CONTAINER_FILE, KUBERNETES_FILE)
+        )
         for number, line in enumerate(text.splitlines(), start=1):
             # Copier records where the template came from: it needs that to update.
             if relative.as_posix() == ".copier-answers.yml" and line.startswith("_src_path:"):
@@ -291,12 +309,19 @@ PLACEHOLDER_VALUE = re.compile(
 )
 
 
+# Workflow settings named like secrets that hold none.
+WORKFLOW_SETTING = re.compile(r"^\s*(id-token: (write|read|none)|token_format: access_token)$")
+
+
 def secrets(project: Path) -> list[str]:
     found = []
     for relative in project_files(project):
         text = _text(project / relative)
         if text is None:
             continue
+        if relative.parts[:2] == (".github", "workflows"):
+            lines = text.splitlines()
+            text = "\n".join("" if WORKFLOW_SETTING.match(line) else line for line in lines)
         is_config = relative.suffix in CONFIG_SUFFIXES or relative.name.startswith(".env")
         for number, line in enumerate(text.splitlines(), start=1):
             values = [m["value"] for m in QUOTED_SECRET.finditer(line)]

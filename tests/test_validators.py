@@ -58,8 +58,8 @@ BAD_ANSWERS: dict[str, list[object]] = {
         "ml-team@example",
     ],
     "team_size": ["huge", "Solo", "startup", "solo / startup (1-10 people, a few models)"],
+    "cloud": ["Local", "AWS", "s3", "on-prem", "k8s"],
     # Single-choice today: nothing but the built content may be chosen.
-    "cloud": ["aws", "gcp", "azure", "Local"],
     "serving": ["kserve", "seldon", "mlflow"],
 }
 # The validator of a question whose answers only an organisation policy restricts.
