@@ -2,10 +2,14 @@
 
 One row per served prediction: ``request_id`` (returned to the client, who
 quotes it when the true outcome is known), ``served_at`` (UTC), the model
-version, ``customer_id`` when the request gave one, the feature values the
+version and ``variant`` that served it ("champion", or "challenger" during a
+canary), ``customer_id`` when the request gave one, the feature values the
 model scored, the probability and the decision. Feedback rows hold a
-``request_id`` and its label. `InferenceLog.read_window` joins the two: it is
-the "current" data of the drift and quality check.
+``request_id`` and its label; shadow rows the challenger's version and
+probability for a request it scored in shadow mode. Both arrive after the
+response, so they are rows of their own. `InferenceLog.read_window` joins the
+three: it is the "current" data of the drift and quality check, and the
+evidence of a rollout's step checks.
 
 Off the request path: `InferenceLog.record` only puts the row on a bounded
 queue; a writer thread writes batches of up to `BATCH_SIZE` rows, at the latest
@@ -26,11 +30,13 @@ Two stores, chosen by ``Settings.inference_log_url``:
 - empty: parquet files under ``<home>/inference_log/``, one file per batch with
   a unique name, written under a hidden temporary name and renamed into place,
   so several service workers write side by side and readers never see half a
-  file. Predictions are partitioned by day (``predictions/date=YYYY-MM-DD/``) so
-  a window reads only the days it covers.
-- ``postgresql+psycopg://...``: the tables `PREDICTIONS_TABLE` and
-  `FEEDBACK_TABLE`, created if missing. Inserts skip request ids already
-  present, so retrying a batch whose commit was lost cannot duplicate rows.
+  file. Predictions and shadow scores are partitioned by day
+  (``predictions/date=YYYY-MM-DD/``) so a window reads only the days it covers.
+  Files from before a column existed read it as missing (``variant``: champion).
+- ``postgresql+psycopg://...``: the tables `PREDICTIONS_TABLE`,
+  `FEEDBACK_TABLE` and `SHADOW_TABLE`, created if missing; columns added since
+  are added to an existing table. Inserts skip request ids already present, so
+  retrying a batch whose commit was lost cannot duplicate rows.
 
 The service imports this module, so pandas, pyarrow and psycopg are imported
 inside the functions that need them.
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import psycopg
     import pyarrow as pa
+    import pyarrow.dataset as ds
 
     from ..config import Settings
 
@@ -76,20 +83,29 @@ MAX_RETRY_DELAY = 30.0
 
 SERVED_AT = "served_at"
 RECEIVED_AT = "received_at"
+SCORED_AT = "scored_at"
+VARIANT = "variant"
+# Rows logged before canaries existed were all served by the champion.
+DEFAULT_VARIANT = "champion"
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "request_id",
     SERVED_AT,
     "model_version",
+    VARIANT,
     ENTITY,
     *FEATURE_NAMES,
     "probability",
     "prediction",
 )
 FEEDBACK_COLUMNS: tuple[str, ...] = ("request_id", LABEL, RECEIVED_AT)
+SHADOW_COLUMNS: tuple[str, ...] = ("request_id", "shadow_version", "shadow_probability", SCORED_AT)
+# What `read_window` adds to the prediction columns: the label and the shadow score, or NA.
+JOINED_COLUMNS: tuple[str, ...] = (LABEL, "shadow_version", "shadow_probability")
 PREDICTIONS_TABLE = "inference_log"
 FEEDBACK_TABLE = "inference_feedback"
+SHADOW_TABLE = "inference_shadow"
 
-Kind = Literal["prediction", "feedback"]
+Kind = Literal["prediction", "feedback", "shadow"]
 Row = dict[str, Any]
 
 # Contract dtype -> the Python type a row holds, and the Postgres column type.
@@ -119,29 +135,43 @@ class Store(Protocol):
 
     def write_predictions(self, rows: list[Row]) -> None: ...
     def write_feedback(self, rows: list[Row]) -> None: ...
+    def write_shadow(self, rows: list[Row]) -> None: ...
     def read_window(self, start: datetime, end: datetime) -> pd.DataFrame: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
 
 
 def _window_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Predictions joined with labels, in serving order and contract types."""
+    """Predictions joined with labels and shadow scores, in serving order and contract types."""
     import pandas as pd
 
     frame[SERVED_AT] = pd.to_datetime(frame[SERVED_AT], utc=True)
+    frame[VARIANT] = frame[VARIANT].fillna(DEFAULT_VARIANT).astype(str)
     frame[ENTITY] = frame[ENTITY].astype("Int64")
     frame["prediction"] = frame["prediction"].astype(bool)
     frame[LABEL] = frame[LABEL].astype("boolean")
+    frame["shadow_version"] = frame["shadow_version"].astype("string")
+    frame["shadow_probability"] = frame["shadow_probability"].astype("Float64")
     return frame.sort_values(SERVED_AT, kind="stable").reset_index(drop=True)
 
 
+def _by_day(rows: list[Row], column: str, directory: Path) -> dict[Path, list[Row]]:
+    """Rows grouped into the ``date=<day>`` partitions of `directory`, by `column`'s day."""
+    parts: dict[Path, list[Row]] = {}
+    for row in rows:
+        parts.setdefault(directory / f"date={row[column].date().isoformat()}", []).append(row)
+    return parts
+
+
 class ParquetStore:
-    """Parquet files under `directory`: ``predictions/date=<day>/`` and ``feedback/``."""
+    """Parquet files under `directory`: ``predictions/date=<day>/``, ``feedback/``
+    and ``shadow/date=<day>/``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.predictions_dir = directory / "predictions"
         self.feedback_dir = directory / "feedback"
+        self.shadow_dir = directory / "shadow"
 
     @staticmethod
     def prediction_schema() -> pa.Schema:
@@ -153,6 +183,7 @@ class ParquetStore:
                 ("request_id", pa.string()),
                 (SERVED_AT, pa.timestamp("us", tz="UTC")),
                 ("model_version", pa.string()),
+                (VARIANT, pa.string()),
                 (ENTITY, pa.int64()),
                 *[(spec.name, types[spec.dtype]) for spec in FEATURES],
                 ("probability", pa.float64()),
@@ -172,17 +203,27 @@ class ParquetStore:
             ]
         )
 
-    def write_predictions(self, rows: list[Row]) -> None:
-        by_day: dict[str, list[Row]] = {}
-        for row in rows:
-            by_day.setdefault(row[SERVED_AT].date().isoformat(), []).append(row)
-        self._write_files(
-            {self.predictions_dir / f"date={day}": part for day, part in by_day.items()},
-            self.prediction_schema(),
+    @staticmethod
+    def shadow_schema() -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema(
+            [
+                ("request_id", pa.string()),
+                ("shadow_version", pa.string()),
+                ("shadow_probability", pa.float64()),
+                (SCORED_AT, pa.timestamp("us", tz="UTC")),
+            ]
         )
+
+    def write_predictions(self, rows: list[Row]) -> None:
+        self._write_files(_by_day(rows, SERVED_AT, self.predictions_dir), self.prediction_schema())
 
     def write_feedback(self, rows: list[Row]) -> None:
         self._write_files({self.feedback_dir: rows}, self.feedback_schema())
+
+    def write_shadow(self, rows: list[Row]) -> None:
+        self._write_files(_by_day(rows, SCORED_AT, self.shadow_dir), self.shadow_schema())
 
     @staticmethod
     def _write_files(parts: Mapping[Path, list[Row]], schema: pa.Schema) -> None:
@@ -201,6 +242,20 @@ class ParquetStore:
         for temporary, final in written:
             os.replace(temporary, final)
 
+    @staticmethod
+    def _days(directory: Path, schema: pa.Schema) -> ds.Dataset:
+        """The ``date=<day>`` partitions under `directory`; `schema` fills columns older files lack."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        day = pa.field("date", pa.string())
+        return ds.dataset(
+            directory,
+            format="parquet",
+            schema=schema.append(day),
+            partitioning=ds.partitioning(pa.schema([day]), flavor="hive"),
+        )
+
     def read_window(self, start: datetime, end: datetime) -> pd.DataFrame:
         import pyarrow as pa
         import pyarrow.dataset as ds
@@ -209,24 +264,41 @@ class ParquetStore:
         schema = self.prediction_schema()
         columns = list(PREDICTION_COLUMNS)
         if self.predictions_dir.is_dir():
-            day = pa.field("date", pa.string())
-            dataset = ds.dataset(
-                self.predictions_dir,
-                format="parquet",
-                schema=schema.append(day),
-                partitioning=ds.partitioning(pa.schema([day]), flavor="hive"),
-            )
             in_window = (
                 (ds.field("date") >= start.date().isoformat())
                 & (ds.field("date") <= end.date().isoformat())
                 & (ds.field(SERVED_AT) >= pa.scalar(start, schema.field(SERVED_AT).type))
                 & (ds.field(SERVED_AT) < pa.scalar(end, schema.field(SERVED_AT).type))
             )
-            predictions = dataset.to_table(columns=columns, filter=in_window)
+            predictions = self._days(self.predictions_dir, schema).to_table(
+                columns=columns, filter=in_window
+            )
         else:
             predictions = schema.empty_table()
-        joined = predictions.to_pandas().merge(self._labels(), on="request_id", how="left")
+        joined = (
+            predictions.to_pandas()
+            .merge(self._labels(), on="request_id", how="left")
+            .merge(self._shadow(start, end), on="request_id", how="left")
+        )
         return _window_frame(joined)
+
+    def _shadow(self, start: datetime, end: datetime) -> pd.DataFrame:
+        import pyarrow.dataset as ds
+
+        schema = self.shadow_schema()
+        if self.shadow_dir.is_dir():
+            # Scored just after serving: possibly past midnight of the window's last day.
+            last_day = (end + timedelta(days=1)).date().isoformat()
+            in_days = (ds.field("date") >= start.date().isoformat()) & (
+                ds.field("date") <= last_day
+            )
+            shadow = self._days(self.shadow_dir, schema).to_table(
+                columns=list(SHADOW_COLUMNS), filter=in_days
+            )
+        else:
+            shadow = schema.empty_table()
+        scored = shadow.to_pandas().drop_duplicates("request_id", keep="last")
+        return scored[["request_id", "shadow_version", "shadow_probability"]]
 
     def _labels(self) -> pd.DataFrame:
         import pyarrow.dataset as ds
@@ -278,6 +350,11 @@ class PostgresStore:
                 f"model_version text NOT NULL, {ENTITY} bigint, {features}, "
                 "probability double precision NOT NULL, prediction boolean NOT NULL)"
             )
+            # Columns added since the first release: a database created earlier gains them.
+            connection.execute(
+                f"ALTER TABLE {PREDICTIONS_TABLE} ADD COLUMN IF NOT EXISTS "
+                f"{VARIANT} text NOT NULL DEFAULT '{DEFAULT_VARIANT}'"
+            )
             connection.execute(
                 f"CREATE INDEX IF NOT EXISTS {PREDICTIONS_TABLE}_{SERVED_AT} "
                 f"ON {PREDICTIONS_TABLE} ({SERVED_AT})"
@@ -285,6 +362,11 @@ class PostgresStore:
             connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {FEEDBACK_TABLE} (request_id text PRIMARY KEY, "
                 f"{LABEL} boolean NOT NULL, {RECEIVED_AT} timestamptz NOT NULL)"
+            )
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {SHADOW_TABLE} (request_id text PRIMARY KEY, "
+                "shadow_version text NOT NULL, shadow_probability double precision NOT NULL, "
+                f"{SCORED_AT} timestamptz NOT NULL)"
             )
 
     def _write(self, statement: str, columns: tuple[str, ...], rows: list[Row]) -> None:
@@ -318,19 +400,30 @@ class PostgresStore:
             rows,
         )
 
+    def write_shadow(self, rows: list[Row]) -> None:
+        placeholders = ", ".join(["%s"] * len(SHADOW_COLUMNS))
+        self._write(
+            f"INSERT INTO {SHADOW_TABLE} ({', '.join(SHADOW_COLUMNS)}) "
+            f"VALUES ({placeholders}) ON CONFLICT (request_id) DO NOTHING",
+            SHADOW_COLUMNS,
+            rows,
+        )
+
     def read_window(self, start: datetime, end: datetime) -> pd.DataFrame:
         import pandas as pd
 
         selected = ", ".join(f"p.{column}" for column in PREDICTION_COLUMNS)
         with self._connect() as connection, connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {selected}, f.{LABEL} FROM {PREDICTIONS_TABLE} AS p "
+                f"SELECT {selected}, f.{LABEL}, s.shadow_version, s.shadow_probability "
+                f"FROM {PREDICTIONS_TABLE} AS p "
                 f"LEFT JOIN {FEEDBACK_TABLE} AS f ON f.request_id = p.request_id "
+                f"LEFT JOIN {SHADOW_TABLE} AS s ON s.request_id = p.request_id "
                 f"WHERE p.{SERVED_AT} >= %s AND p.{SERVED_AT} < %s",
                 (_utc(start), _utc(end)),
             )
             frame = pd.DataFrame.from_records(
-                cursor.fetchall(), columns=[*PREDICTION_COLUMNS, LABEL]
+                cursor.fetchall(), columns=[*PREDICTION_COLUMNS, *JOINED_COLUMNS]
             )
         return _window_frame(frame)
 
@@ -391,8 +484,9 @@ class InferenceLog:
         self._closed = False
         # Set when `close` runs out of time: the writer stops retrying.
         self._abandon = threading.Event()
-        self.written: dict[Kind, int] = {"prediction": 0, "feedback": 0}
+        self.written: dict[Kind, int] = {"prediction": 0, "feedback": 0, "shadow": 0}
         self.rejected = 0
+        self.shadow_dropped = 0
         self.lost = 0
 
     # Recording (any thread) -------------------------------------------------
@@ -406,12 +500,14 @@ class InferenceLog:
         prediction: bool,
         customer_id: int | None = None,
         request_id: str | None = None,
+        variant: str = DEFAULT_VARIANT,
     ) -> Row:
         """The log row of one served prediction (the features in contract types)."""
         row: Row = {
             "request_id": request_id or new_request_id(),
             SERVED_AT: datetime.now(UTC),
             "model_version": model_version,
+            VARIANT: variant,
             ENTITY: None if customer_id is None else int(customer_id),
             "probability": float(probability),
             "prediction": bool(prediction),
@@ -424,6 +520,16 @@ class InferenceLog:
     def feedback_row(request_id: str, label: bool) -> Row:
         """The log row of a label that arrived for `request_id`."""
         return {"request_id": request_id, LABEL: bool(label), RECEIVED_AT: datetime.now(UTC)}
+
+    @staticmethod
+    def shadow_row(request_id: str, model_version: str, probability: float) -> Row:
+        """The log row of the challenger's score for `request_id`, made in shadow mode."""
+        return {
+            "request_id": request_id,
+            "shadow_version": model_version,
+            "shadow_probability": float(probability),
+            SCORED_AT: datetime.now(UTC),
+        }
 
     def record(self, row: Row, kind: Kind = "prediction", timeout: float | None = None) -> None:
         """Queue a row; wait for room up to `timeout` seconds (default `enqueue_timeout`).
@@ -451,6 +557,20 @@ class InferenceLog:
     def record_feedback(self, request_id: str, label: bool, timeout: float | None = None) -> None:
         """Queue the true outcome of a logged prediction; a later label replaces an earlier one."""
         self.record(self.feedback_row(request_id, label), "feedback", timeout)
+
+    def record_shadow(self, request_id: str, model_version: str, probability: float) -> bool:
+        """Queue a shadow score if there is room now; False if the queue is full.
+
+        Never waits: a shadow score is a comparison, not a served prediction,
+        so when the store falls behind the room goes to the rows clients got.
+        """
+        row = self.shadow_row(request_id, model_version, probability)
+        try:
+            self._put(("shadow", row, time.monotonic()), 0)
+        except queue.Full:
+            self.shadow_dropped += 1
+            return False
+        return True
 
     def _put(self, item: object, timeout: float, wake: bool = False) -> None:
         if self._closed:
@@ -574,6 +694,7 @@ class InferenceLog:
         for kind, write in (
             ("prediction", self.store.write_predictions),
             ("feedback", self.store.write_feedback),
+            ("shadow", self.store.write_shadow),
         ):
             rows = [row for queued, row, _ in self._pending if queued == kind]
             while rows:

@@ -1,10 +1,19 @@
-"""MLflow tracking and registry: the only module that talks to MLflow."""
+"""MLflow tracking and registry: the only module that talks to MLflow.
+
+What a service serves is registry state, so a running service follows it
+without a restart: the `champion` alias, and during a canary or shadow
+rollout the `challenger` alias plus the registered-model tag `ROLLOUT_TAG`
+(a `Rollout`). `promote` and `rollback` clear that tag.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +31,10 @@ INFERENCE_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy")
 GATE_TAG = "gate"
 # Set on a champion by `promote`: the version it replaced, where `rollback` returns to.
 PREVIOUS_CHAMPION_TAG = "previous_champion"
+# A registered-model tag: the canary or shadow rollout under way, if any (see `Rollout`).
+ROLLOUT_TAG = "rollout"
+
+log = logging.getLogger(__name__)
 
 
 class RolloutError(Exception):
@@ -30,6 +43,73 @@ class RolloutError(Exception):
 
 class GateNotPassedError(RolloutError):
     """The version to promote did not pass the quality gate."""
+
+
+RolloutMode = Literal["canary", "shadow"]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A challenger version exposed next to the champion, as `ROLLOUT_TAG` records it.
+
+    canary: `percent` % of customers are served by the challenger. shadow: the
+    champion serves everyone and the challenger scores a copy of each request.
+    `since` is when this step began: the step checks read the requests served
+    after it.
+    """
+
+    mode: RolloutMode
+    challenger: str
+    since: datetime
+    percent: int = 0
+
+    def describe(self) -> str:
+        if self.mode == "canary":
+            return f"canary: {self.percent} % of customers served by version {self.challenger}"
+        return f"shadow: version {self.challenger} scores a copy of every request"
+
+    def to_tag(self) -> str:
+        return json.dumps({**asdict(self), "since": self.since.isoformat()}, sort_keys=True)
+
+    @classmethod
+    def from_tag(cls, value: str) -> Rollout | None:
+        """The rollout a tag value records; None (and a warning) for one this code cannot read."""
+        try:
+            fields = json.loads(value)
+            rollout = cls(
+                mode=fields["mode"],
+                challenger=str(fields["challenger"]),
+                since=datetime.fromisoformat(fields["since"]),
+                percent=int(fields.get("percent", 0)),
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring the unreadable %s tag %r", ROLLOUT_TAG, value)
+            return None
+        if rollout.mode not in ("canary", "shadow") or not 0 <= rollout.percent <= 100:
+            log.warning("ignoring the invalid %s tag %r", ROLLOUT_TAG, value)
+            return None
+        return rollout
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """The versions behind the aliases and the recorded rollout: one registry read."""
+
+    champion: str | None
+    challenger: str | None
+    rollout: Rollout | None
+
+    @property
+    def active_rollout(self) -> Rollout | None:
+        """The rollout, while it still applies: to the current challenger, not the champion.
+
+        Training a new challenger (the alias moves) or promoting it ends a
+        rollout by itself, even if nobody cleared the tag.
+        """
+        rollout = self.rollout
+        if rollout is None or rollout.challenger != self.challenger:
+            return None
+        return None if rollout.challenger == self.champion else rollout
 
 
 @dataclass(frozen=True)
@@ -88,21 +168,65 @@ def set_alias(client: MlflowClient, ref: ModelRef, alias: str) -> None:
     client.set_registered_model_alias(ref.name, alias, ref.version)
 
 
+def serving_state(client: MlflowClient, settings: Settings) -> ServingState:
+    """Champion, challenger and rollout in one call: what a service polls."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(settings.model_name)
+    except MlflowException:
+        # Nothing registered yet.
+        return ServingState(None, None, None)
+    aliases = {alias: str(number) for alias, number in (model.aliases or {}).items()}
+    tag = (model.tags or {}).get(ROLLOUT_TAG)
+    return ServingState(
+        champion=aliases.get(settings.champion_alias),
+        challenger=aliases.get(settings.challenger_alias),
+        rollout=Rollout.from_tag(tag) if tag else None,
+    )
+
+
+def set_rollout(client: MlflowClient, settings: Settings, rollout: Rollout) -> None:
+    """Record `rollout`: running services apply it at their next poll."""
+    client.set_registered_model_tag(settings.model_name, ROLLOUT_TAG, rollout.to_tag())
+
+
+def clear_rollout(client: MlflowClient, settings: Settings) -> None:
+    """Back to champion-only serving (a no-op when no rollout is recorded)."""
+    if serving_state(client, settings).rollout is not None:
+        client.delete_registered_model_tag(settings.model_name, ROLLOUT_TAG)
+
+
 @dataclass(frozen=True)
 class ChampionChange:
-    """What `promote` or `rollback` did: the champion before (if any) and after."""
+    """What `promote` or `rollback` did: the champion before (if any) and after.
+
+    `ended_rollout` is the canary or shadow rollout it stopped, if one was under way.
+    """
 
     previous: ModelRef | None
     champion: ModelRef
+    ended_rollout: Rollout | None = None
 
 
-def _version(client: MlflowClient, name: str, version: str) -> ModelRef:
+def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:
+    """One registered version; `RolloutError` naming it if there is no such version."""
     from mlflow.exceptions import MlflowException
 
     try:
         return _ref(client.get_model_version(name, version))
     except MlflowException:
         raise RolloutError(f"model '{name}' has no version {version}") from None
+
+
+def require_gate_passed(ref: ModelRef, *, force: bool = False) -> None:
+    """Raise `GateNotPassedError` unless `ref`'s gate verdict is "passed" (or `force`)."""
+    verdict = ref.tags.get(GATE_TAG)
+    if not force and not (verdict or "").startswith("passed"):
+        raise GateNotPassedError(
+            f"version {ref.version} of model '{ref.name}' did not pass the gate "
+            f"({verdict or 'no verdict recorded'}): pass --force to use it anyway"
+        )
 
 
 def promote(
@@ -112,8 +236,9 @@ def promote(
 
     The replaced champion is recorded on the new one (tag `previous_champion`)
     so that `rollback` knows where to return. A version whose gate verdict is
-    not "passed" is refused unless `force`. Services polling the alias swap the
-    new champion in by themselves.
+    not "passed" is refused unless `force`. A canary or shadow rollout ends
+    (blue-green: every request moves at once). Services polling the alias swap
+    the new champion in by themselves.
     """
     name = settings.model_name
     if version is None:
@@ -124,29 +249,33 @@ def promote(
                 "train one, or name the version to promote"
             )
     else:
-        target = _version(client, name, version)
+        target = get_version(client, name, version)
     current = by_alias(client, name, settings.champion_alias)
     if current is not None and current.version == target.version:
         raise RolloutError(f"version {target.version} of model '{name}' is already the champion")
-    verdict = target.tags.get(GATE_TAG)
-    if not force and not (verdict or "").startswith("passed"):
-        raise GateNotPassedError(
-            f"version {target.version} of model '{name}' did not pass the gate "
-            f"({verdict or 'no verdict recorded'}): pass --force to promote it anyway"
-        )
+    require_gate_passed(target, force=force)
     if current is not None:
         client.set_model_version_tag(name, target.version, PREVIOUS_CHAMPION_TAG, current.version)
     elif PREVIOUS_CHAMPION_TAG in target.tags:
         # Left from an earlier promotion of this version: rolling back to it would be wrong now.
         client.delete_model_version_tag(name, target.version, PREVIOUS_CHAMPION_TAG)
+    ended = serving_state(client, settings).active_rollout
     set_alias(client, target, settings.champion_alias)
-    return ChampionChange(previous=current, champion=_version(client, name, target.version))
+    clear_rollout(client, settings)
+    return ChampionChange(
+        previous=current,
+        champion=get_version(client, name, target.version),
+        ended_rollout=ended,
+    )
 
 
 def rollback(client: MlflowClient, settings: Settings) -> ChampionChange:
-    """Move the champion alias back to the version the current champion replaced.
+    """Undo the last change: end a canary or shadow rollout, else restore the previous champion.
 
-    Each version keeps its own `previous_champion` tag, so rolling back again
+    During a rollout the champion has not changed yet, so rolling back ends
+    the rollout and the champion serves every request again. Otherwise the
+    champion alias moves back to the version the current champion replaced;
+    each version keeps its own `previous_champion` tag, so rolling back again
     goes one more promotion back.
     """
     name = settings.model_name
@@ -156,14 +285,22 @@ def rollback(client: MlflowClient, settings: Settings) -> ChampionChange:
             f"no version of model '{name}' has the alias '{settings.champion_alias}': "
             "nothing to roll back"
         )
+    state = serving_state(client, settings)
+    if state.active_rollout is not None:
+        clear_rollout(client, settings)
+        return ChampionChange(
+            previous=current, champion=current, ended_rollout=state.active_rollout
+        )
     previous = current.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         raise RolloutError(
             f"champion version {current.version} of model '{name}' records no previous "
             "champion (it was not promoted with `promote`): nothing to roll back to"
         )
-    target = _version(client, name, previous)
+    target = get_version(client, name, previous)
     set_alias(client, target, settings.champion_alias)
+    # A stale rollout record (its challenger was retrained or promoted) goes too.
+    clear_rollout(client, settings)
     return ChampionChange(previous=current, champion=target)
 
 

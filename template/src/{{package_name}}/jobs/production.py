@@ -247,13 +247,16 @@ def production_check(
 
     model = registry.load_model(champion)
     reference_probability = pd.Series(model.predict_proba(to_matrix(reference))[:, 1])
+    # During a canary the window mixes two versions: the inputs drift together,
+    # but predictions and live quality are the champion's own rows.
+    served = window[window["variant"] == "champion"] if "variant" in window else window
     prediction = prediction_drift(
-        reference_probability, window["probability"].astype(float), settings
+        reference_probability, served["probability"].astype(float), settings
     )
     quality = None
-    if int(window[LABEL].notna().sum()) >= settings.quality_min_labels:
+    if int(served[LABEL].notna().sum()) >= settings.quality_min_labels:
         run = client.get_run(champion.run_id)
-        quality = live_quality(window, dict(run.data.metrics), settings.quality_max_drop)
+        quality = live_quality(served, dict(run.data.metrics), settings.quality_max_drop)
     _push_loop_metrics(settings, prediction, quality)
 
     reasons = []

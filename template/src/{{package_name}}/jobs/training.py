@@ -28,6 +28,7 @@ from ..core.model_card import ModelCard
 from ..core.schema import ENTITY, FEATURE_NAMES, LABEL, TIMESTAMP, validate_frame
 from ..io import registry
 from ..io.feature_source import open_feature_source
+from ..serving import rollout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,10 +243,12 @@ def training_flow(settings: Settings | None = None, reason: str = "manual run") 
     client.set_model_version_tag(ref.name, ref.version, registry.GATE_TAG, decision.summary())
     client.set_model_version_tag(ref.name, ref.version, "trained_because", reason)
     current = registry.by_alias(client, settings.model_name, settings.champion_alias)
-    promoted = decision.passed and (current is None or current.version != ref.version)
-    if promoted:
-        # Through `promote`, which records the replaced champion for `rollback`.
-        registry.promote(client, settings, ref.version)
+    promoted = False
+    if decision.passed and (current is None or current.version != ref.version):
+        # As the rollout strategy says: blue-green promotes at once (through
+        # `promote`, which records the replaced champion for `rollback`); canary
+        # and shadow start a rollout of the challenger instead.
+        promoted = rollout.release(client, settings, ref.version).promoted is not None
     return TrainingResult(
         version=ref.version,
         metrics=metrics,

@@ -5,6 +5,12 @@ resolves ``models:/<name>@<champion alias>`` through ``io.registry``, looks
 customers up in the online feature store, and swaps in a new champion when the
 alias moves (`reload`, or a `ChampionPoller` calling it on a timer).
 
+During a canary or shadow rollout (`serving.rollout`, recorded in the registry
+and picked up the same way) it holds the challenger too: a canary serves the
+customers whose bucket falls in its share with the challenger; in shadow mode
+the champion answers and `score_shadow` lets the challenger score the same
+features afterwards. Without a rollout nothing else is loaded or computed.
+
 Only the service process and tests import this module, so numpy is imported at
 module level; MLflow and scikit-learn load when the first model does.
 """
@@ -14,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -23,6 +29,7 @@ from ..core.model import NO_FEATURE_NAMES_WARNING
 from ..core.schema import FEATURE_NAMES
 from ..io import registry
 from ..io.feature_source import open_feature_source
+from .rollout import customer_key, row_key, to_challenger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -38,6 +45,9 @@ warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES_WARNING, category=Use
 
 # Probability at or above which a customer counts as churning (as in core.model.evaluate).
 THRESHOLD = 0.5
+
+# Which model answered: the champion, or the challenger for a canary's share of customers.
+Variant = Literal["champion", "challenger"]
 
 
 class ServingError(Exception):
@@ -66,6 +76,14 @@ class UnknownCustomerError(ServingError, LookupError):
 
 
 @dataclass(frozen=True)
+class LoadedModel:
+    """A registered version and its pipeline, swapped together so they never disagree."""
+
+    ref: registry.ModelRef
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True)
 class Prediction:
     """One scored customer: the decision, its probability, the version and the inputs."""
 
@@ -74,14 +92,18 @@ class Prediction:
     model_version: str
     # The feature values scored (looked up or given): what the inference log records.
     features: Mapping[str, Any]
+    variant: Variant = "champion"
+    # In shadow mode: the challenger that is to score the same features (`score_shadow`).
+    shadow_model: LoadedModel | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A registered version and its pipeline, swapped together so they never disagree."""
+class Deployment:
+    """What is served, replaced as a whole: the champion and, during a rollout, the challenger."""
 
-    ref: registry.ModelRef
-    pipeline: Pipeline
+    champion: LoadedModel
+    challenger: LoadedModel | None = None
+    rollout: registry.Rollout | None = None
 
 
 class Predictor:
@@ -94,10 +116,10 @@ class Predictor:
     ) -> None:
         self.settings = settings
         self.features = open_feature_source(settings)
-        # Called under the reload lock after every swap, e.g. to update a metric.
+        # Called under the reload lock after every champion swap, e.g. to update a metric.
         self._on_swap = on_swap
-        # Replaced as a whole, never mutated: a reader sees the old or the new model.
-        self._current: LoadedModel | None = None
+        # Replaced as a whole, never mutated: a reader sees the old or the new deployment.
+        self._current: Deployment | None = None
         self._reload_lock = threading.Lock()
         self._features_open = False
 
@@ -142,76 +164,137 @@ class Predictor:
 
     @property
     def model_version(self) -> str | None:
+        """The champion's version (None before any)."""
         current = self._current
-        return current.ref.version if current else None
+        return current.champion.ref.version if current else None
+
+    @property
+    def rollout(self) -> registry.Rollout | None:
+        """The canary or shadow rollout being served, if any."""
+        current = self._current
+        return current.rollout if current else None
 
     def reload(self) -> bool:
-        """Re-resolve the champion alias; load and swap in the model if its version changed.
+        """Re-read the champion alias and the rollout; swap in whatever changed.
 
-        Returns True when a different version is now served. Predictions keep
-        using the previous model while the new one loads. If the alias has been
-        removed, the current model stays in service.
+        Returns True when what is served changed: a new champion, or a canary
+        or shadow rollout that started, moved a step or ended. Models already
+        loaded are reused (a promoted challenger becomes the champion without
+        loading again). Predictions keep using the previous deployment while a
+        new model loads. If the champion alias has been removed, the current
+        deployment stays in service.
         """
         with self._reload_lock:
             self._open_features()
             client = registry.connect(self.settings)
-            ref = registry.by_alias(client, self.settings.model_name, self.settings.champion_alias)
+            state = registry.serving_state(client, self.settings)
+            rollout = state.active_rollout
             previous = self._current
-            if ref is None or (previous is not None and previous.ref.version == ref.version):
+            if state.champion is None or (
+                previous is not None
+                and previous.champion.ref.version == state.champion
+                and previous.rollout == rollout
+            ):
                 return False
-            pipeline = registry.load_model(ref)
-            self._current = LoadedModel(ref, pipeline)
+            loaded = {
+                model.ref.version: model
+                for model in ((previous.champion, previous.challenger) if previous else ())
+                if model is not None
+            }
+
+            def model(version: str) -> LoadedModel:
+                if version in loaded:
+                    return loaded[version]
+                ref = registry.get_version(client, self.settings.model_name, version)
+                return LoadedModel(ref, registry.load_model(ref))
+
+            champion = model(state.champion)
+            challenger = model(rollout.challenger) if rollout is not None else None
+            self._current = Deployment(champion, challenger, rollout)
             log.info(
-                "serving %s version %s (was %s)",
-                ref.name,
-                ref.version,
-                previous.ref.version if previous else "none",
+                "serving %s version %s (was %s)%s",
+                champion.ref.name,
+                champion.ref.version,
+                previous.champion.ref.version if previous else "none",
+                f", {rollout.describe()}" if rollout is not None else "",
             )
-            if self._on_swap is not None:
-                self._on_swap(previous.ref if previous else None, ref)
+            if self._on_swap is not None and (
+                previous is None or previous.champion is not champion
+            ):
+                self._on_swap(previous.champion.ref if previous else None, champion.ref)
             return True
 
     def predict_customer(self, customer_id: int) -> Prediction:
         """Score a customer from the latest features in the online store."""
-        current = self._model()
+        current = self._deployment()
         (row,) = self.features.online([customer_id])
         if row is None or any(row.get(name) is None for name in FEATURE_NAMES):
             raise UnknownCustomerError(customer_id)
-        return self._score(current, row)
+        return self._predict(current, row, customer_key(customer_id))
 
     def predict_features(self, features: Mapping[str, Any]) -> Prediction:
         """Score a full feature row given by the caller (already validated)."""
-        return self._score(self._model(), features)
+        current = self._deployment()
+        canary = current.rollout is not None and current.rollout.mode == "canary"
+        # Only a canary needs the row's key; it costs a few microseconds.
+        return self._predict(current, features, row_key(features) if canary else "")
 
-    def _model(self) -> LoadedModel:
+    def score_shadow(self, prediction: Prediction) -> Prediction | None:
+        """The challenger's score of a shadow-mode prediction's features, else None.
+
+        The service calls it after the response is sent, so the challenger
+        never delays nor changes an answer.
+        """
+        if prediction.shadow_model is None:
+            return None
+        return self._score(prediction.shadow_model, prediction.features, "challenger")
+
+    def _deployment(self) -> Deployment:
         current = self._current
         if current is None:
             raise NoChampionError(self.settings.model_name, self.settings.champion_alias)
         return current
 
+    def _predict(self, current: Deployment, features: Mapping[str, Any], key: str) -> Prediction:
+        rollout, challenger = current.rollout, current.challenger
+        if rollout is None or challenger is None:
+            return self._score(current.champion, features)
+        if rollout.mode == "shadow":
+            return self._score(current.champion, features, shadow_model=challenger)
+        if to_challenger(key, rollout):
+            return self._score(challenger, features, "challenger")
+        return self._score(current.champion, features)
+
     @staticmethod
-    def _score(current: LoadedModel, features: Mapping[str, Any]) -> Prediction:
+    def _score(
+        model: LoadedModel,
+        features: Mapping[str, Any],
+        variant: Variant = "champion",
+        shadow_model: LoadedModel | None = None,
+    ) -> Prediction:
         from sklearn import config_context
 
         # The pipeline selects columns by position: one object row in contract order.
         matrix = np.array([[features[name] for name in FEATURE_NAMES]], dtype=object)
         # Inputs are validated already; skipping sklearn's checks saves ~0.3 ms a row.
         with config_context(assume_finite=True, skip_parameter_validation=True):
-            probability = float(current.pipeline.predict_proba(matrix)[0, 1])
+            probability = float(model.pipeline.predict_proba(matrix)[0, 1])
         return Prediction(
             prediction=probability >= THRESHOLD,
             probability=probability,
-            model_version=current.ref.version,
+            model_version=model.ref.version,
             features=features,
+            variant=variant,
+            shadow_model=shadow_model,
         )
 
 
 class ChampionPoller:
     """Calls `Predictor.reload` every `interval` seconds in a daemon thread.
 
-    A new champion therefore reaches a running service with no restart and no
-    code change. A failed check (registry unreachable) is logged and retried at
-    the next tick; the current model keeps serving.
+    A new champion, or a rollout step, therefore reaches a running service
+    with no restart and no code change. A failed check (registry unreachable)
+    is logged and retried at the next tick; the current model keeps serving.
     """
 
     def __init__(self, predictor: Predictor, interval: float) -> None:

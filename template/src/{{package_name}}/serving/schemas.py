@@ -71,6 +71,9 @@ class PredictResponse(BaseModel):
     prediction: bool = Field(description="True when the customer is predicted to churn")
     probability: float = Field(ge=0.0, le=1.0, description="Predicted probability of churn")
     model_version: str = Field(description="Registered model version that scored the request")
+    variant: Literal["champion", "challenger"] = Field(
+        description="Which model served the request: the champion, or the challenger of a canary"
+    )
     request_id: str = Field(description="Quote it in POST /feedback once the outcome is known")
 
 
@@ -94,7 +97,9 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadResponse(BaseModel):
-    """Outcome of re-resolving the champion alias."""
+    """Outcome of re-reading the champion alias and the rollout."""
 
-    reloaded: bool = Field(description="True when a different version was loaded")
+    reloaded: bool = Field(
+        description="True when what is served changed: a new champion, or a rollout step"
+    )
     model_version: str | None = Field(description="Version now served, None before any champion")

@@ -7,6 +7,11 @@ log), ``POST /feedback`` (the true outcome for a ``request_id``), ``POST
 loaded) and ``/metrics``. Start it with ``serving.server.start`` or
 ``bentoml serve <package>.serving.service:ModelService``.
 
+Rollouts (``serving.rollout``) need no endpoint: the service follows the
+registry. During a canary the answer's ``variant`` and ``model_version`` say
+which model served it; in shadow mode the answer is the champion's and the
+challenger scores the same features after it is sent.
+
 Only the server process imports this module, so BentoML is imported at top
 level. Configuration comes from the environment through `Settings`, read once
 at import because the worker count is part of the service definition.
@@ -20,12 +25,19 @@ from typing import Any
 
 import bentoml
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
 from ..config import Settings
 from ..io.inference_log import InferenceLog, InferenceLogFull, open_inference_log
 from . import metrics
-from .predictor import ChampionPoller, NoChampionError, Predictor, UnknownCustomerError
+from .predictor import (
+    ChampionPoller,
+    NoChampionError,
+    Prediction,
+    Predictor,
+    UnknownCustomerError,
+)
 from .schemas import (
     FeatureRow,
     FeedbackRequest,
@@ -37,6 +49,7 @@ from .schemas import (
 
 # Model swaps and start-up at INFO like BentoML's own messages (the root logger stays at WARNING).
 logging.getLogger(__name__.partition(".")[0]).setLevel(logging.INFO)
+log = logging.getLogger(__name__)
 
 SETTINGS = Settings()
 
@@ -128,7 +141,7 @@ class ModelService:
     async def predict(
         self, customer_id: int | None = None, features: FeatureRow | None = None
     ) -> PredictResponse | JSONResponse:
-        """Predict whether a customer churns, with the probability and the model version."""
+        """Predict whether a customer churns, with the probability and the model that served it."""
         try:
             if customer_id is not None:
                 result = self.predictor.predict_customer(customer_id)
@@ -145,21 +158,45 @@ class ModelService:
             probability=result.probability,
             prediction=result.prediction,
             customer_id=customer_id,
+            variant=result.variant,
         )
         try:
             await self.inference_log.record_async(row)
         except InferenceLogFull as error:
             return log_full_response(error)
         metrics.count_prediction(
-            result.prediction, "online" if customer_id is not None else "request"
+            result.prediction, "online" if customer_id is not None else "request", result.variant
         )
-        return PredictResponse(
+        response = PredictResponse(
             customer_id=customer_id,
             prediction=result.prediction,
             probability=result.probability,
             model_version=result.model_version,
+            variant=result.variant,
             request_id=row["request_id"],
         )
+        if result.shadow_model is None:
+            return response
+        # Shadow mode: Starlette runs the task once the answer is sent, so the
+        # challenger adds nothing to this request's latency.
+        return JSONResponse(
+            response.model_dump(mode="json"),
+            background=BackgroundTask(self.score_shadow, result, row["request_id"]),
+        )
+
+    async def score_shadow(self, served: Prediction, request_id: str) -> None:
+        """Score a served request with the challenger; log and count the comparison."""
+        try:
+            shadow = self.predictor.score_shadow(served)
+        except Exception:
+            # The challenger is on trial: its failure must not touch serving.
+            log.exception("the shadow model failed to score request %s", request_id)
+            metrics.count_shadow("failed")
+            return
+        if shadow is None:
+            return
+        self.inference_log.record_shadow(request_id, shadow.model_version, shadow.probability)
+        metrics.count_shadow("same" if shadow.prediction == served.prediction else "different")
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, request_id: str, churned: bool) -> JSONResponse:
@@ -179,7 +216,7 @@ class ModelService:
 
     @bentoml.api(route="/reload")
     def reload(self) -> ReloadResponse:
-        """Load the current champion now instead of at the next poll (this worker only)."""
+        """Load the current champion and rollout now instead of at the next poll (this worker only)."""
         reloaded = self.predictor.reload()
         return ReloadResponse(reloaded=reloaded, model_version=self.predictor.model_version)
 
