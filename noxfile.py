@@ -34,6 +34,8 @@ SYSTEM_TOOLS = {
     "prometheus-pushgateway": "prometheus-pushgateway",
     "amtool": "prometheus-alertmanager",
     "docker-compose": "docker-compose",
+    # Azure projects' tests run Azurite, an npm package, through npx.
+    "npx": "npm",
 }
 
 
