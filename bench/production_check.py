@@ -36,6 +36,7 @@ def main() -> None:
     frame.insert(2, "model_version", "1")
     frame["probability"] = rng.uniform(size=rows)
     frame["prediction"] = frame["probability"] >= 0.5
+    frame["variant"] = "champion"
     day = store.predictions_dir / f"date={now.date().isoformat()}"
     day.mkdir(parents=True, exist_ok=True)
     schema = ParquetStore.prediction_schema()

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = "churn-model"
 MODEL = "churn-model"
 ENV_PREFIX = "CHURN_MODEL_"
+# The inference server KServe and Seldon Core v2 both run for MLflow models.
+MLSERVER = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1")
 
 
 def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -65,9 +67,19 @@ def render(destination: Path, **data: str) -> float:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all held open at once, so no two answers coincide."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def wait_http(url: str, timeout: float = 120.0, body: bytes | None = None) -> None:
@@ -170,8 +182,85 @@ def start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subproc
         )
 
 
+def v2_datatype(value: object) -> str:
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FP64"
+    return "BYTES"
+
+
+def start_mlserver(
+    venv_bin: Path, env: dict[str, str], home: Path, ports: list[int]
+) -> subprocess.Popen[bytes]:
+    """MLServer with its MLflow runtime on the champion's artifacts, one process.
+
+    Its own virtualenv: MLServer pins FastAPI and friends apart from BentoML, and the
+    model's requirements.txt (logged by training) is what a KServe or Seldon image installs.
+    """
+    root = home / "bench-mlserver"
+    shutil.rmtree(root, ignore_errors=True)
+    model_dir = root / "churn-model"
+    run(
+        [
+            str(venv_bin / "python"),
+            "-c",
+            "import sys, mlflow\n"
+            f"mlflow.artifacts.download_artifacts('models:/{MODEL}@champion', dst_path=sys.argv[1])",
+            str(model_dir),
+        ],
+        env=env,
+    )
+    server_venv = home / "mlserver-venv"
+    if not (server_venv / "bin" / "mlserver").exists():
+        run(["uv", "venv", "--quiet", "--python", str(venv_bin / "python"), str(server_venv)])
+        run(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(server_venv / "bin" / "python"),
+                *MLSERVER,
+                "-r",
+                str(model_dir / "requirements.txt"),
+            ]
+        )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "implementation": "mlserver_mlflow.MLflowRuntime",
+                "parameters": {"uri": "./"},
+            }
+        )
+    )
+    # parallel_workers 0: inference in the server process, like the other single workers.
+    (root / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": ports[0],
+                "grpc_port": ports[1],
+                "metrics_port": ports[2],
+                "parallel_workers": 0,
+            }
+        )
+    )
+    return start(
+        [str(server_venv / "bin" / "mlserver"), "start", str(root)],
+        {k: v for k, v in env.items() if not k.startswith("MLSERVER")},
+        root,
+        home / "bench-mlserver.log",
+    )
+
+
 def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: str) -> list[dict]:
-    """Our service (entity id and full row) against `mlflow models serve`, one worker each."""
+    """Our service (entity id and full row) against `mlflow models serve` and MLServer's
+    MLflow runtime (V2 protocol), one worker each, on the same registered champion."""
     venv_bin = project / ".venv" / "bin"
     home = Path(env[f"{ENV_PREFIX}HOME"])
     row = json.loads(
@@ -186,7 +275,9 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
             cwd=project,
         ).stdout
     )
-    ours_port, mlflow_port = free_port(), free_port()
+    # Every server's ports at once: one chosen later could be one not yet bound.
+    ours_port, mlflow_port, *mlserver_ports = free_ports(5)
+    mlserver_port = mlserver_ports[0]
     ours_env = {**env, f"{ENV_PREFIX}PORT": str(ours_port), f"{ENV_PREFIX}WORKERS": "1"}
     ours = start(
         [str(venv_bin / CLI), "serve", "--port", str(ours_port)],
@@ -221,6 +312,7 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         project,
         home / "bench-mlflow.log",
     )
+    mlserver = start_mlserver(venv_bin, mlflow_env, home, mlserver_ports)
     results = []
     try:
         ours_url = f"http://127.0.0.1:{ours_port}"
@@ -233,6 +325,18 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         )
         post(f"{ours_url}/predict", json.loads(entity_body))  # warm-up, and fail loudly if broken
         post(f"http://127.0.0.1:{mlflow_port}/invocations", json.loads(mlflow_body))
+        mlserver_url = f"http://127.0.0.1:{mlserver_port}/v2/models/{MODEL}/infer"
+        wait_http(f"http://127.0.0.1:{mlserver_port}/v2/models/{MODEL}/ready")
+        v2_body = json.dumps(
+            {
+                "parameters": {"content_type": "pd"},
+                "inputs": [
+                    {"name": name, "shape": [1], "datatype": v2_datatype(value), "data": [value]}
+                    for name, value in row.items()
+                ],
+            }
+        )
+        post(mlserver_url, json.loads(v2_body))
         cases = [
             (f"{label}: service, entity id (online lookup)", f"{ours_url}/predict", entity_body),
             (f"{label}: service, full row", f"{ours_url}/predict", row_body),
@@ -241,6 +345,7 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
                 f"http://127.0.0.1:{mlflow_port}/invocations",
                 mlflow_body,
             ),
+            (f"{label}: MLServer + MLflow runtime, V2 full row", mlserver_url, v2_body),
         ]
         for name, url, body in cases:
             single = wrk(url, body, 1, seconds, home)
@@ -264,6 +369,7 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
     finally:
         stop(ours)
         stop(theirs)
+        stop(mlserver)
     return results
 
 
@@ -361,10 +467,12 @@ def main() -> None:
         shutil.rmtree(stack_home, ignore_errors=True)
         stack_env = {
             **fs_env,
+            # Emulator endpoints and credentials (the object store stand-in).
+            **endpoints["env"],
             f"{ENV_PREFIX}HOME": str(stack_home),
             f"{ENV_PREFIX}TRACKING_URI": endpoints["tracking_uri"],
             f"{ENV_PREFIX}FEATURE_REGISTRY_URL": endpoints["databases"]["feast"],
-            f"{ENV_PREFIX}ONLINE_STORE_URL": endpoints["redis_url"],
+            f"{ENV_PREFIX}ONLINE_STORE_URL": endpoints["online_store_url"],
             f"{ENV_PREFIX}INFERENCE_LOG_URL": endpoints["databases"]["monitoring"],
             "PREFECT_API_URL": endpoints["prefect_api_url"],
             "PREFECT_HOME": str(stack_home / "prefect"),
@@ -391,6 +499,19 @@ def main() -> None:
         stack.communicate("")
         shutil.rmtree(stack_root, ignore_errors=True)
 
+    print("\n== template and project ==")
+    for key, value in numbers.items():
+        print(f"{key:32s} {value:10.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    print("\n== serving (1 worker each; wrk on loopback) ==")
+    print(f"{'case':60s} {'p50 ms':>8s} {'p99 ms':>8s} {'rps@16':>9s} {'errors':>7s}")
+    for row_result in serving:
+        if "rss_mb" in row_result:
+            print(f"{row_result['case']:60s} {row_result['rss_mb']}")
+            continue
+        print(
+            f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
+            f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
+        )
     # The production check over a growing inference log (parquet), without retraining.
     checks = []
     for rows in (10_000, 100_000, 1_000_000):
@@ -406,19 +527,6 @@ def main() -> None:
         ).stdout.split()
         checks.append({"rows": rows, "check_s": float(seconds), "peak_rss_mb": int(rss) / 1024})
 
-    print("\n== template and project ==")
-    for key, value in numbers.items():
-        print(f"{key:32s} {value:10.3f}" if isinstance(value, float) else f"{key:32s} {value}")
-    print("\n== serving (1 worker each; wrk on loopback) ==")
-    print(f"{'case':60s} {'p50 ms':>8s} {'p99 ms':>8s} {'rps@16':>9s} {'errors':>7s}")
-    for row_result in serving:
-        if "rss_mb" in row_result:
-            print(f"{row_result['case']:60s} {row_result['rss_mb']}")
-            continue
-        print(
-            f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
-            f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
-        )
     print("\n== production check (drift, prediction drift, live quality; no retraining) ==")
     for check in checks:
         print(

@@ -20,7 +20,7 @@ def main() -> None:
 
     root.mkdir(parents=True, exist_ok=True)
     # No receiver: the benchmark does not look at alerts.
-    stack = LocalStack(root, with_redis=True, alert_webhook_url="http://127.0.0.1:9/")
+    stack = LocalStack(root, with_feature_store=True, alert_webhook_url="http://127.0.0.1:9/")
     try:
         started_in = stack.start()
         endpoints = asdict(stack.endpoints)
