@@ -380,14 +380,18 @@ class PostgresStore:
             self.close()
             raise
 
-    def write_predictions(self, rows: list[Row]) -> None:
-        placeholders = ", ".join(["%s"] * len(PREDICTION_COLUMNS))
+    def _insert_new(self, table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
+        # A retried batch repeats request ids that are already stored: keep the first.
+        placeholders = ", ".join(["%s"] * len(columns))
         self._write(
-            f"INSERT INTO {PREDICTIONS_TABLE} ({', '.join(PREDICTION_COLUMNS)}) "
+            f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({placeholders}) ON CONFLICT (request_id) DO NOTHING",
-            PREDICTION_COLUMNS,
+            columns,
             rows,
         )
+
+    def write_predictions(self, rows: list[Row]) -> None:
+        self._insert_new(PREDICTIONS_TABLE, PREDICTION_COLUMNS, rows)
 
     def write_feedback(self, rows: list[Row]) -> None:
         # The latest label wins, also when a retried batch arrives after a newer one.
@@ -401,13 +405,7 @@ class PostgresStore:
         )
 
     def write_shadow(self, rows: list[Row]) -> None:
-        placeholders = ", ".join(["%s"] * len(SHADOW_COLUMNS))
-        self._write(
-            f"INSERT INTO {SHADOW_TABLE} ({', '.join(SHADOW_COLUMNS)}) "
-            f"VALUES ({placeholders}) ON CONFLICT (request_id) DO NOTHING",
-            SHADOW_COLUMNS,
-            rows,
-        )
+        self._insert_new(SHADOW_TABLE, SHADOW_COLUMNS, rows)
 
     def read_window(self, start: datetime, end: datetime) -> pd.DataFrame:
         import pandas as pd
