@@ -337,7 +337,7 @@ def log_and_register(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+    signature = infer_signature(input_example, model.predict_proba(input_example))
     with mlflow.start_run(run_name=f"train-{tags.get('data_version', 'unknown')[:8]}"):
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
@@ -352,6 +352,9 @@ def log_and_register(
             input_example=input_example,
             # Passing requirements skips MLflow's slow dependency inference.
             pip_requirements=pip_requirements(),
+            # Model servers that load the pyfunc (mlflow models serve, MLServer) then
+            # answer with class probabilities, as the signature says, not 0/1 labels.
+            pyfunc_predict_fn="predict_proba",
             registered_model_name=settings.model_name,
         )
     registered = str(info.registered_model_version)
