@@ -29,6 +29,8 @@ PYTHON_SOURCES = ["extensions", "tests", "bench", "migrations", "noxfile.py"]
 SYSTEM_TOOLS = {
     "initdb": "postgresql",
     "redis-server": "redis-server",
+    # The gcp and azure stack suites run Redis with TLS on a throwaway CA.
+    "openssl": "openssl",
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-pushgateway": "prometheus-pushgateway",
