@@ -175,6 +175,10 @@ class Cloud:
     emulator: str
     # Client library the MLflow server needs for the artifacts destination.
     storage_requirements: tuple[str, ...]
+    # Feast's offline data on the object store: the URL scheme and the fsspec
+    # filesystem that reads and writes it.
+    feature_data_scheme: str
+    feature_data_requirement: str
 
 
 CLOUDS: dict[str, Cloud] = {
@@ -192,6 +196,8 @@ CLOUDS: dict[str, Cloud] = {
         platform="none",
         emulator="MinIO (compose), moto's S3 server (tests)",
         storage_requirements=("boto3>=1.34",),
+        feature_data_scheme="s3",
+        feature_data_requirement="s3fs>=2024.6",
     ),
     "aws": Cloud(
         key="aws",
@@ -207,6 +213,8 @@ CLOUDS: dict[str, Cloud] = {
         platform="SageMaker",
         emulator="moto's server (S3 and DynamoDB)",
         storage_requirements=("boto3>=1.34",),
+        feature_data_scheme="s3",
+        feature_data_requirement="s3fs>=2024.6",
     ),
     "gcp": Cloud(
         key="gcp",
@@ -222,6 +230,8 @@ CLOUDS: dict[str, Cloud] = {
         platform="Vertex AI",
         emulator="gcp-storage-emulator",
         storage_requirements=("google-cloud-storage>=2.16",),
+        feature_data_scheme="gs",
+        feature_data_requirement="gcsfs>=2024.6",
     ),
     "azure": Cloud(
         key="azure",
@@ -237,6 +247,8 @@ CLOUDS: dict[str, Cloud] = {
         platform="Azure Machine Learning",
         emulator="Azurite",
         storage_requirements=("azure-storage-blob>=12.19", "azure-identity>=1.15"),
+        feature_data_scheme="az",
+        feature_data_requirement="adlfs>=2024.7",
     ),
 }
 

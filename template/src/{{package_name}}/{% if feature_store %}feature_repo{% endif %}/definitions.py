@@ -26,8 +26,6 @@ from ..core.features import FEATURE_TTL
 from ..core.schema import ENTITY, FEATURES, TIMESTAMP
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from feast.feast_object import FeastObject
 
 FEATURE_VIEW = "customer_features"
@@ -44,11 +42,14 @@ customer = Entity(
 )
 
 
-def customer_source(path: Path) -> FileSource:
-    """Monthly feature snapshots: one row per customer and snapshot time."""
+def customer_source(location: str) -> FileSource:
+    """Monthly feature snapshots: one row per customer and snapshot time.
+
+    `location` is a local path or an object store URL (read through fsspec).
+    """
     return FileSource(
         name="customer_snapshots",
-        path=str(path),
+        path=location,
         timestamp_field=TIMESTAMP,
         description="Customer feature snapshots (parquet)",
     )
@@ -69,9 +70,9 @@ def customer_features(source: FileSource) -> FeatureView:
     )
 
 
-def build_definitions(source_path: Path) -> list[FeastObject]:
-    """All objects of the repository, reading snapshots from `source_path`."""
-    source = customer_source(source_path)
+def build_definitions(source_location: str) -> list[FeastObject]:
+    """All objects of the repository, reading snapshots from `source_location`."""
+    source = customer_source(source_location)
     view = customer_features(source)
     service = FeatureService(
         name=FEATURE_SERVICE,
