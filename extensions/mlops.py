@@ -56,6 +56,9 @@ class Tier:
     # Whether the service deploys to Kubernetes (manifests under deploy/k8s/ and a
     # cluster in infra/): one container is enough until several teams share it.
     kubernetes: bool
+    # How a version that passed the gate reaches traffic (a key of ROLLOUTS), and why.
+    rollout_strategy: str
+    rollout_reason: str
 
 
 TIERS: dict[str, Tier] = {
@@ -88,6 +91,12 @@ TIERS: dict[str, Tier] = {
         alert_routing=False,
         training_cron="0 3 * * 1",
         kubernetes=False,
+        rollout_strategy="blue-green",
+        rollout_reason=(
+            "One container and a few models: the champion alias moves at once and "
+            "`rollback` moves it back. A split of traffic needs enough requests per "
+            "hour to judge a share of them, which a young product rarely has."
+        ),
     ),
     "growth": Tier(
         key="growth",
@@ -116,6 +125,12 @@ TIERS: dict[str, Tier] = {
         alert_routing=False,
         training_cron="0 3 * * *",
         kubernetes=True,
+        rollout_strategy="canary",
+        rollout_reason=(
+            "Tens of models with real traffic: a new version serves 5 % of customers "
+            "first and grows through 10, 25 and 50 % only while its decisions agree "
+            "with the champion's, so a bad version reaches few customers."
+        ),
     ),
     "enterprise": Tier(
         key="enterprise",
@@ -145,6 +160,12 @@ TIERS: dict[str, Tier] = {
         alert_routing=True,
         training_cron="0 */6 * * *",
         kubernetes=True,
+        rollout_strategy="shadow",
+        rollout_reason=(
+            "One bad version reaches many consumers: a new version first scores a copy "
+            "of every request with its answers logged, never returned, and goes on to "
+            "a canary (`rollout canary`) once the comparison holds."
+        ),
     ),
 }
 
@@ -250,6 +271,14 @@ CLOUDS: dict[str, Cloud] = {
         feature_data_scheme="az",
         feature_data_requirement="adlfs>=2024.7",
     ),
+}
+
+# How a version that passed the gate reaches traffic (ROLLOUT_STRATEGY). Every
+# strategy stays available at run time; the answer sets the deployments' default.
+ROLLOUTS: dict[str, str] = {
+    "blue-green": "every request moves to the new champion at once; rollback moves the alias back",
+    "canary": "a sticky share of customers, 5 → 10 → 25 → 50 → 100 %, each step checked",
+    "shadow": "the new version scores a copy of every request; its answers are logged, not returned",
 }
 
 # Distributions the generated package depends on: a package with one of these
@@ -369,6 +398,7 @@ POLICY_QUESTIONS: dict[str, tuple[object, ...]] = {
     "team_size": tuple(TIERS),
     "feature_store": (False, True),
     "cloud": tuple(CLOUDS),
+    "rollout_strategy": tuple(ROLLOUTS),
 }
 
 
@@ -468,7 +498,15 @@ class MlopsFilters(Extension):
 
 
 # The answers derived_context reads; the hook waits until all of them exist.
-ANSWERS_USED = ("_copier_answers", "team_size", "package_name", "project_slug", "cloud", "serving")
+ANSWERS_USED = (
+    "_copier_answers",
+    "team_size",
+    "package_name",
+    "project_slug",
+    "cloud",
+    "serving",
+    "rollout_strategy",
+)
 
 
 def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
@@ -478,6 +516,12 @@ def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
     return {
         "tier": asdict(tier),
         "provider": asdict(CLOUDS[answers["cloud"]]),
+        # Copier checks the answer against its choices after this hook has run
+        # for the next question's default: an unknown one must not fail here first.
+        "rollout": {
+            "key": answers["rollout_strategy"],
+            "summary": ROLLOUTS.get(answers["rollout_strategy"], ""),
+        },
         "env_prefix": f"{package.upper()}_",
         "cli_name": answers["project_slug"],
         "model_name": answers["project_slug"],

@@ -5,7 +5,11 @@ The answer space
     or ``type: bool``, the ones not prompted yet (``when: false``, one choice)
     included. A test that takes a ``combination`` argument runs once per element of
     their cartesian product, so the matrix grows by itself when a later issue adds
-    a choice. Ids read like ``growth-no_feature_store-local-bentoml``. The suites
+    a choice. Ids read like ``growth-no_feature_store-local-bentoml-canary``.
+    ``suite_group`` runs once per group of combinations that differ only in answers
+    a generated suite cannot see (the rollout strategy, which only the deployments'
+    configuration carries): each member is rendered and must carry the same suite,
+    which then runs once. The suites
     that start services (stack, fuzz) take ``stack_combination`` /
     ``fuzz_combination`` instead: covering sets in which every value pair of the
     questions their services depend on occurs (``helpers.covering``).
@@ -55,16 +59,20 @@ from helpers import (
     combinations,
     copy_working_tree,
     covering,
+    suite_groups,
 )
 
 ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generated-envs"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # `combination`: the whole answer space. `stack_combination`, `fuzz_combination`:
-    # the covering sets of the suites that start services (see helpers.covering).
+    # `combination`: the whole answer space. `suite_group`: the same, grouped by the
+    # generated suite each renders (helpers.suite_groups). `stack_combination`,
+    # `fuzz_combination`: the covering sets of the suites that start services (see
+    # helpers.covering).
     sets = {
         "combination": combinations,
+        "suite_group": suite_groups,
         "stack_combination": lambda: covering(STACK_PAIRS),
         "fuzz_combination": lambda: covering(FUZZ_PAIRS),
     }

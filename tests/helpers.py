@@ -131,6 +131,70 @@ def combinations() -> list[Combination]:
     ]
 
 
+# Answers that change only the deployments' configuration and the docs, files a
+# generated suite never reads: combinations that differ only in them render the
+# same suite, so it runs once for all of them (``suite_groups``), and every one of
+# them is rendered and shown to carry exactly that suite (``suite_fingerprint``).
+SUITE_BLIND_QUESTIONS = ("rollout_strategy",)
+# What those answers may change. tests/test_render.py checks that no generated
+# test or source file reads them (the stack suite's compose path aside: it runs
+# on its own covering set).
+SUITE_BLIND_FILES = frozenset(
+    {
+        ".copier-answers.yml",
+        ".env.example",
+        "compose.yaml",
+        "README.md",
+        "deploy/README.md",
+        "docs/decisions/0001-record-architecture-decisions.md",
+        "docs/decisions/0004-serving.md",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SuiteGroup:
+    """Combinations that differ only in ``SUITE_BLIND_QUESTIONS``: one generated suite."""
+
+    members: tuple[Combination, ...]
+
+    @property
+    def id(self) -> str:
+        """The members' id with the blind answers joined, e.g. ``...-bentoml-canary+shadow``."""
+        first = self.members[0]
+        parts = []
+        for name, value in first.answers:
+            if name in SUITE_BLIND_QUESTIONS:
+                parts.append("+".join(str(member[name]) for member in self.members))
+            else:
+                parts.append(Combination(((name, value),)).id)
+        return "-".join(parts)
+
+
+def suite_groups() -> list[SuiteGroup]:
+    """Every combination, grouped by its answers to the questions a suite can see."""
+    groups: dict[tuple[tuple[str, object], ...], list[Combination]] = {}
+    for combination in combinations():
+        seen = tuple(a for a in combination.answers if a[0] not in SUITE_BLIND_QUESTIONS)
+        groups.setdefault(seen, []).append(combination)
+    return [SuiteGroup(tuple(members)) for members in groups.values()]
+
+
+def suite_files(project_dir: Path) -> dict[str, str]:
+    """Every rendered file but ``SUITE_BLIND_FILES``, with the hash of its content."""
+    return {
+        relative.as_posix(): hashlib.sha256((project_dir / relative).read_bytes()).hexdigest()
+        for relative in project_files(project_dir)
+        if relative.as_posix() not in SUITE_BLIND_FILES
+    }
+
+
+def suite_fingerprint(project_dir: Path) -> str:
+    """One hash of ``suite_files``: equal fingerprints mean the same suite."""
+    listing = json.dumps(suite_files(project_dir), sort_keys=True)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
 # The suites that start services cost minutes per combination, so they run on a
 # covering set: every combination whose answers change what a suite exercises,
 # taken in pairs. The stack suite's services follow the cloud (object store,

@@ -69,6 +69,7 @@ def test_records_name_the_answers(project: Path, combination: Combination) -> No
     assert f"| feature store | {'yes (Feast)' if feature_store else 'no'} |" in index
     assert f"| serving | `{combination['serving']}` |" in index
     assert f"| cloud | `{combination['cloud']}` |" in index
+    assert f"| rollout strategy | `{combination['rollout_strategy']}` |" in index
 
     mlflow = rendered["0002-mlflow-tracking-and-registry.md"]
     gate = (
@@ -94,6 +95,10 @@ def test_records_name_the_answers(project: Path, combination: Combination) -> No
     serving = rendered["0004-serving.md"]
     assert f"(the answer `serving: {combination['serving']}`)" in serving
     assert "ROLLOUT_STRATEGY" in serving
+    strategy = combination["rollout_strategy"]
+    assert f"This project chose **{strategy}**" in serving
+    chose_default = " ".join(tier.rollout_reason.split()) in " ".join(serving.split())
+    assert chose_default == (strategy == tier.rollout_strategy)
     assert "5 → 10 → 25 → 50 → 100" in serving
     assert "`rollback`" in serving
 
@@ -113,6 +118,7 @@ def test_records_hold_no_other_tiers_text(project: Path) -> None:
         if other.key != key:
             assert " ".join(other.feature_store_reason.split()) not in text
             assert " ".join(other.thresholds_reason.split()) not in text
+            assert " ".join(other.rollout_reason.split()) not in text
 
 
 def test_readme_links_every_record_and_every_link_resolves(project: Path) -> None:

@@ -96,3 +96,4 @@ def test_tier_table_matches_the_extension() -> None:
     assert row("dataset drift when this share of features drift") == [
         f"{round(tier.drift_share * 100)} %" for tier in tiers()
     ]
+    assert row("rollout strategy (default)") == [tier.rollout_strategy for tier in tiers()]

@@ -1,4 +1,8 @@
-"""Every combination's own test suite passes, in an environment shared with its equals."""
+"""Every combination's own test suite passes, in an environment shared with its equals.
+
+Combinations that render the same suite (they differ only in the deployments'
+configuration) share one run of it; see ``helpers.suite_groups``.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +14,58 @@ import pytest
 from helpers import (
     FUZZ_PAIRS,
     STACK_PAIRS,
+    SUITE_BLIND_QUESTIONS,
     answer_space,
     combinations,
     covering,
     failure_message,
     run_generated_suite,
+    suite_files,
+    suite_fingerprint,
+    suite_groups,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from helpers import Combination, SharedEnvironments
+    from helpers import Combination, SharedEnvironments, SuiteGroup
 
 
 @pytest.mark.slow
 def test_generated_suite_passes(
-    combination: Combination,
+    suite_group: SuiteGroup,
     render: Callable[..., Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
 ) -> None:
-    # A render of its own: syncing and testing write into the project.
-    project = render(combination.data)
+    """Every combination of the group renders the same suite, which then runs and passes."""
+    # Renders of their own: syncing and testing write into the project.
+    projects = {member.id: render(member.data) for member in suite_group.members}
+    files = {member_id: suite_files(path) for member_id, path in projects.items()}
+    first, project = next(iter(projects.items()))
+    differing = sorted(
+        {
+            name
+            for listing in files.values()
+            for name in listing.keys() | files[first].keys()
+            if listing.get(name) != files[first].get(name)
+        }
+    )
+    assert differing == [], (
+        "renders that differ only in answers a suite cannot see differ outside "
+        f"SUITE_BLIND_FILES, in {differing}"
+    )
+    fingerprint = suite_fingerprint(project)
 
     suite = run_generated_suite(shared_envs, project)
 
     record_property("sync_seconds", suite.environment.sync_seconds)
     record_property("suite_seconds", suite.seconds)
     print(
-        f"{combination.id}: env {suite.environment.key}, "
-        f"sync {suite.environment.sync_seconds:.1f} s, suite {suite.seconds:.1f} s"
+        f"{suite_group.id}: {len(projects)} renders of suite {fingerprint}, run in {first}, "
+        f"env {suite.environment.key}, sync {suite.environment.sync_seconds:.1f} s, "
+        f"suite {suite.seconds:.1f} s"
     )
     if suite.result.returncode != 0:
         pytest.fail(failure_message(suite.result, project))
@@ -115,3 +140,17 @@ def test_covering_sets_hold_every_pair_and_every_answer(
     for question, values in answer_space().items():
         assert {c[question] for c in chosen} == set(values), question
     assert len(chosen) < len(matrix)
+
+
+def test_suite_groups_partition_the_matrix() -> None:
+    groups = suite_groups()
+    members = [member for group in groups for member in group.members]
+    # Every combination in exactly one group; a group differs only in blind answers.
+    assert sorted(members, key=str) == sorted(combinations(), key=str)
+    assert len(members) == len(set(members))
+    for group in groups:
+        seen = {
+            tuple(a for a in m.answers if a[0] not in SUITE_BLIND_QUESTIONS) for m in group.members
+        }
+        assert len(seen) == 1, group.id
+    assert len(groups) < len(members)

@@ -302,7 +302,7 @@ MALFORMED_POLICIES = {
     "unknown-question": (
         "allowed: {serving: [kserve]}\n",
         "is invalid: unknown question 'serving'; a policy can restrict team_size, "
-        "feature_store, cloud",
+        "feature_store, cloud, rollout_strategy",
     ),
     "scalar-values": (
         "allowed: {team_size: growth}\n",
@@ -352,7 +352,7 @@ def test_malformed_policy_fails_the_render(
     assert str(refused.value) == (
         f"Validation error for question 'team_size': the organisation policy at {policy} "
         "is invalid: unknown question 'serving'; a policy can restrict team_size, "
-        "feature_store, cloud"
+        "feature_store, cloud, rollout_strategy"
     )
 
 

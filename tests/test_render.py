@@ -6,13 +6,21 @@ import re
 import socket
 import tempfile
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
-from helpers import ROOT, copier_questions, project_files, read_answers, run, tool
+from helpers import (
+    ROOT,
+    SUITE_BLIND_FILES,
+    copier_questions,
+    project_files,
+    read_answers,
+    run,
+    tool,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -223,6 +231,33 @@ def test_answers_file_records_every_answer(project: Path, combination: Combinati
     assert set(copier_questions()) <= answers.keys()
     assert {name: answers[name] for name in combination.data} == combination.data
     assert {"_src_path", "_commit"} <= answers.keys()
+
+
+# How generated code would open one of the files a suite must not read: a string
+# literal with the file's (or its folder's) name.
+_BLIND_NAMES = sorted(
+    {part for name in SUITE_BLIND_FILES for part in PurePosixPath(name).parts}, key=len
+)
+_READS_BLIND_FILE = re.compile(
+    r"""["'](?:""" + "|".join(re.escape(name) for name in _BLIND_NAMES) + r""")["'/]"""
+)
+
+
+def test_generated_suite_never_reads_deployment_configuration(project: Path) -> None:
+    """What lets renders that differ only in those files share one suite run.
+
+    The stack suite's compose path reads compose.yaml and .env.example; it runs on
+    a covering set of its own, never shared (helpers.suite_groups).
+    """
+    readers = [
+        f"{relative}: {match[0]}"
+        for relative in project_files(project)
+        if relative.suffix == ".py"
+        and relative.parts[0] in {"src", "tests"}
+        and relative.parts[:2] != ("tests", "stack")
+        for match in _READS_BLIND_FILE.finditer((project / relative).read_text(encoding="utf-8"))
+    ]
+    assert readers == []
 
 
 def _requirement_names(pyproject: dict[str, object]) -> set[str]:

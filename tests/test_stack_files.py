@@ -355,7 +355,11 @@ def test_app_containers_point_at_the_stack(project: Path, combination: Combinati
         "HOME": "/data/mlops",
         "TRACKING_URI": "http://mlflow:5000",
         "PUSHGATEWAY_URL": "http://pushgateway:9091",
+        # The answer, which only the deployments' configuration carries.
+        "ROLLOUT_STRATEGY": str(combination["rollout_strategy"]),
     }
+    env_example = (project / ".env.example").read_text(encoding="utf-8")
+    assert f"\n{prefix}ROLLOUT_STRATEGY={combination['rollout_strategy']}\n" in env_example
     if combination["feature_store"]:
         expected["ONLINE_STORE_URL"] = {
             "redis": "redis://redis:6379/0",

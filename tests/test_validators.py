@@ -61,6 +61,7 @@ BAD_ANSWERS: dict[str, list[object]] = {
     "cloud": ["Local", "AWS", "s3", "on-prem", "k8s"],
     # Single-choice today: nothing but the built content may be chosen.
     "serving": ["kserve", "seldon", "mlflow"],
+    "rollout_strategy": ["bluegreen", "Canary", "a/b", "canary (5 -> 10 -> 25 -> 50 -> 100 %)"],
 }
 # The validator of a question whose answers only an organisation policy restricts.
 POLICY_VALIDATOR = "{{{{ {name} | policy_error('{name}') }}}}"
@@ -118,6 +119,7 @@ def test_defaults_render(render: Callable[..., Path]) -> None:
         "feature_store": False,
         "cloud": "local",
         "serving": "bentoml",
+        "rollout_strategy": "blue-green",
     }
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["name"] == "churn-model"
@@ -179,6 +181,16 @@ def test_feature_store_default_can_be_overridden(
     answers = read_answers(render({"team_size": team_size, "feature_store": feature_store}))
 
     assert answers["feature_store"] is feature_store
+
+
+@pytest.mark.parametrize(
+    ("team_size", "expected"),
+    [("solo", "blue-green"), ("growth", "canary"), ("enterprise", "shadow")],
+)
+def test_rollout_strategy_defaults_by_tier(
+    render: Callable[..., Path], team_size: str, expected: str
+) -> None:
+    assert read_answers(render({"team_size": team_size}))["rollout_strategy"] == expected
 
 
 def test_unusual_but_valid_text_renders_valid_python_and_toml(render: Callable[..., Path]) -> None:
