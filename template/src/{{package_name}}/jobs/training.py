@@ -85,9 +85,12 @@ def write_synthetic_data(settings: Settings) -> ChurnData:
     return data
 
 
-@task(cache_policy=NO_CACHE)
-def load_and_validate(settings: Settings) -> pd.DataFrame:
-    """Labels to train on; embedded mode generates the example data on first use."""
+def read_labels(settings: Settings) -> pd.DataFrame:
+    """Labels to train on, validated; embedded mode generates the example data on first use.
+
+    Raises DataValidationError naming every problem. The CLI calls it before the
+    flow too, so bad input fails at once instead of after orchestration starts.
+    """
     import pandas as pd
 
     labels_path = settings.data_dir / "labels.parquet"
@@ -96,6 +99,11 @@ def load_and_validate(settings: Settings) -> pd.DataFrame:
         write_synthetic_data(settings)
     labels = pd.read_parquet(labels_path)
     return validate_frame(labels, f"labels ({labels_path})", require=(ENTITY, TIMESTAMP, LABEL))
+
+
+@task(cache_policy=NO_CACHE)
+def load_and_validate(settings: Settings) -> pd.DataFrame:
+    return read_labels(settings)
 
 
 @task(cache_policy=NO_CACHE)
