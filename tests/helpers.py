@@ -407,7 +407,12 @@ class SharedEnvironments:
         """Sync the project into a shared environment and hold that until the block ends."""
         key = dependency_key(project_dir / "pyproject.toml")
         with self._free_slot(key) as path:
-            env = clean_env(UV_PROJECT_ENVIRONMENT=str(path), UV_NO_PROGRESS="1")
+            # Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (as
+            # on CI machines), every server a suite starts would otherwise compile
+            # mlflow, sklearn and prefect again, about 8 s per start.
+            env = clean_env(
+                UV_PROJECT_ENVIRONMENT=str(path), UV_NO_PROGRESS="1", UV_COMPILE_BYTECODE="1"
+            )
             started = time.perf_counter()
             run([tool("uv"), "sync"], cwd=project_dir, env=env, timeout=1800)
             yield SyncedEnvironment(path.name, path, env, time.perf_counter() - started)
