@@ -134,7 +134,7 @@ def combinations() -> list[Combination]:
 # Answers that change only the deployments' configuration and the docs, files a
 # generated suite never reads: combinations that differ only in them render the
 # same suite, so it runs once for all of them (``suite_groups``), and every one of
-# them is rendered and shown to carry exactly that suite (``suite_fingerprint``).
+# them is rendered and shown to carry exactly that suite (``suite_files``).
 SUITE_BLIND_QUESTIONS = ("rollout_strategy",)
 # What those answers may change. tests/test_render.py checks that no generated
 # test or source file reads them (the stack suite's compose path aside: it runs
@@ -189,9 +189,9 @@ def suite_files(project_dir: Path) -> dict[str, str]:
     }
 
 
-def suite_fingerprint(project_dir: Path) -> str:
-    """One hash of ``suite_files``: equal fingerprints mean the same suite."""
-    listing = json.dumps(suite_files(project_dir), sort_keys=True)
+def suite_fingerprint(files: Mapping[str, str]) -> str:
+    """One short hash of a ``suite_files`` listing, to name the suite in the output."""
+    listing = json.dumps(dict(files), sort_keys=True)
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 

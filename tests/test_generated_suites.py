@@ -56,7 +56,7 @@ def test_generated_suite_passes(
         "renders that differ only in answers a suite cannot see differ outside "
         f"SUITE_BLIND_FILES, in {differing}"
     )
-    fingerprint = suite_fingerprint(project)
+    fingerprint = suite_fingerprint(files[first])
 
     suite = run_generated_suite(shared_envs, project)
 
