@@ -55,7 +55,11 @@ class Tier:
     training_cron: str
     # Whether the service deploys to Kubernetes (manifests under deploy/k8s/ and a
     # cluster in infra/): one container is enough until several teams share it.
+    # A serving choice that runs only on Kubernetes overrides it (deploys_to_kubernetes).
     kubernetes: bool
+    # What serves the champion by default (a key of SERVINGS), and why.
+    serving: str
+    serving_reason: str
     # How a version that passed the gate reaches traffic (a key of ROLLOUTS), and why.
     rollout_strategy: str
     rollout_reason: str
@@ -91,6 +95,12 @@ TIERS: dict[str, Tier] = {
         alert_routing=False,
         training_cron="0 3 * * 1",
         kubernetes=False,
+        serving="bentoml",
+        serving_reason=(
+            "A few models and one team: the project's own Python service serves the "
+            "pipeline as trained, in one container that runs embedded, in compose or "
+            "on any host, with no cluster or operator to run first."
+        ),
         rollout_strategy="blue-green",
         rollout_reason=(
             "One container and a few models: the champion alias moves at once and "
@@ -125,6 +135,12 @@ TIERS: dict[str, Tier] = {
         alert_routing=False,
         training_cron="0 3 * * *",
         kubernetes=True,
+        serving="bentoml",
+        serving_reason=(
+            "Tens of models on a shared cluster: the same Python service runs as a "
+            "Deployment behind an autoscaler, and the team that writes it runs it. An "
+            "inference platform pays off once a platform team operates it for many models."
+        ),
         rollout_strategy="canary",
         rollout_reason=(
             "Tens of models with real traffic: a new version serves 5 % of customers "
@@ -160,6 +176,13 @@ TIERS: dict[str, Tier] = {
         alert_routing=True,
         training_cron="0 */6 * * *",
         kubernetes=True,
+        serving="kserve",
+        serving_reason=(
+            "Hundreds of models under a platform team: every model becomes the same "
+            "Kubernetes resource (a KServe InferenceService) on the Open Inference (V2) "
+            "protocol, with revisions, canary traffic and autoscaling run by the "
+            "platform's operator instead of per-model service code."
+        ),
         rollout_strategy="shadow",
         rollout_reason=(
             "One bad version reaches many consumers: a new version first scores a copy "
@@ -272,6 +295,207 @@ CLOUDS: dict[str, Cloud] = {
         feature_data_requirement="adlfs>=2024.7",
     ),
 }
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What serves the champion: the project's own service, or an inference platform."""
+
+    key: str
+    label: str
+    # Runs only on Kubernetes (its resources are an operator's custom resources):
+    # deploy/ and a cluster in infra/ render for it on every tier.
+    kubernetes_only: bool
+    # The operator and the kinds of its custom resources that deploy/k8s/ holds
+    # (each validated against the operator's published CRD by the template's tests).
+    operator: str
+    api_version: str
+    kinds: tuple[str, ...]
+    # The serving software's licence, as the generated docs state it.
+    licence: str
+    # The generated decision record 0004's title, and the README's one-line summary.
+    record_title: str
+    summary: str
+
+
+SERVINGS: dict[str, Serving] = {
+    "bentoml": Serving(
+        key="bentoml",
+        label="BentoML (the project's Python service, runs anywhere)",
+        kubernetes_only=False,
+        operator="",
+        api_version="",
+        kinds=(),
+        licence="Apache License 2.0",
+        record_title="Serving one champion with BentoML, swapped by alias",
+        summary="Python-first, one process, Prometheus metrics built in.",
+    ),
+    "kserve": Serving(
+        key="kserve",
+        label="KServe (InferenceService on Kubernetes, Open Inference V2 protocol)",
+        kubernetes_only=True,
+        operator="KServe",
+        api_version="serving.kserve.io/v1beta1",
+        kinds=("InferenceService",),
+        licence="Apache License 2.0",
+        record_title="Serving the champion on KServe, behind the project's enrichment step",
+        summary=(
+            "Kubernetes-native: an InferenceService (MLflow runtime, V2 protocol) behind the "
+            "project's enrichment step; revisions and canary splits run by KServe."
+        ),
+    ),
+    "seldon": Serving(
+        key="seldon",
+        label="Seldon Core v2 (Model and Experiment on Kubernetes; BSL 1.1)",
+        kubernetes_only=True,
+        operator="Seldon Core v2",
+        api_version="mlops.seldon.io/v1alpha1",
+        kinds=("Model", "Experiment"),
+        licence=(
+            "Business Source License 1.1 (since 22 January 2024, Core 2.7 onwards): free "
+            "for non-production use; production use needs a commercial licence from Seldon"
+        ),
+        record_title="Serving the champion on Seldon Core v2, behind the project's enrichment step",
+        summary=(
+            "Seldon Core v2 Models and Experiments behind the project's enrichment step; "
+            "Business Source License 1.1, production use needs a licence from Seldon."
+        ),
+    ),
+}
+
+
+def deploys_to_kubernetes(team_size: str, serving: str) -> bool:
+    """Whether the service deploys to Kubernetes: manifests in deploy/, a cluster in infra/.
+
+    The tier decides (growth and enterprise), unless the serving choice runs only
+    on Kubernetes (kserve, seldon): then every tier gets the manifests.
+    """
+    choice = SERVINGS.get(serving)
+    return TIERS[team_size].kubernetes or (choice is not None and choice.kubernetes_only)
+
+
+def model_uri_example(serving: str, cloud: str) -> str:
+    """How the serving platform addresses a registered version's artifacts: a placeholder.
+
+    The tracking server keeps a version's files at ``<artifacts destination>/<experiment
+    id>/models/<model id>/artifacts``. KServe's storage initializer and Seldon's rclone
+    read S3 and GCS URIs as MLflow writes them; Azure Blob Storage is an https://
+    URL for KServe and an rclone remote (named azureblob in Seldon's storage secret)
+    for Seldon, where MLflow writes wasbs://.
+    """
+    path = "<experiment id>/models/<model id>/artifacts"
+    if cloud == "azure":
+        if serving == "seldon":
+            return f"azureblob://<container>/{path}"
+        return f"https://<account>.blob.core.windows.net/<container>/{path}"
+    return f"{CLOUDS[cloud].artifact_scheme}://<bucket>/{path}"
+
+
+@dataclass(frozen=True)
+class ReleaseValue:
+    """One line of deploy/k8s/release.env: what the cluster serves, filled into a resource.
+
+    `promote`, `rollback` and `rollout` write these values; kustomize copies each
+    into its field (kustomization.yaml's replacements), and deploy/render.sh leaves
+    out the resources in ``needed_by`` while the value is empty (no such version yet).
+    """
+
+    key: str
+    # "uri": a version's artifacts; "percent": an integer share of requests, 0-100.
+    check: str
+    kind: str
+    name: str
+    field: str
+    default: str
+    meaning: str
+    needed_by: tuple[tuple[str, str], ...] = ()
+
+
+def release_values(serving: str, rollout: str, slug: str) -> list[ReleaseValue]:
+    """The lines of deploy/k8s/release.env for a serving choice and rollout strategy."""
+    values: list[ReleaseValue] = []
+    if serving == "kserve":
+        shadow = (("InferenceService", f"{slug}-shadow"),) if rollout == "shadow" else ()
+        values.append(
+            ReleaseValue(
+                key="MODEL_URI",
+                check="uri",
+                kind="InferenceService",
+                name=slug,
+                field="spec.predictor.model.storageUri",
+                default="",
+                meaning="what the latest revision serves: the champion, or the version rolling out",
+                needed_by=(("InferenceService", slug), *shadow),
+            )
+        )
+        if rollout == "canary":
+            values.append(
+                ReleaseValue(
+                    key="CANARY_PERCENT",
+                    check="percent",
+                    kind="InferenceService",
+                    name=slug,
+                    field="spec.predictor.canaryTrafficPercent",
+                    default="5",
+                    meaning="the latest revision's share of requests: 5 -> 10 -> 25 -> 50 -> 100",
+                )
+            )
+        if rollout == "shadow":
+            values.append(
+                ReleaseValue(
+                    key="SHADOW_MODEL_URI",
+                    check="uri",
+                    kind="InferenceService",
+                    name=f"{slug}-shadow",
+                    field="spec.predictor.model.storageUri",
+                    default="",
+                    meaning="the challenger the shadow InferenceService scores (empty: no shadow)",
+                    needed_by=shadow,
+                )
+            )
+    elif serving == "seldon":
+        rolling = rollout in ("canary", "shadow")
+        trial = (("Model", f"{slug}-challenger"), ("Experiment", slug)) if rolling else ()
+        values.append(
+            ReleaseValue(
+                key="CHAMPION_URI",
+                check="uri",
+                kind="Model",
+                name=f"{slug}-champion",
+                field="spec.storageUri",
+                default="",
+                meaning=f"the Model {slug}-champion",
+                needed_by=(("Model", f"{slug}-champion"), *trial),
+            )
+        )
+        if rolling:
+            values.append(
+                ReleaseValue(
+                    key="CHALLENGER_URI",
+                    check="uri",
+                    kind="Model",
+                    name=f"{slug}-challenger",
+                    field="spec.storageUri",
+                    default="",
+                    meaning=f"the Model {slug}-challenger (empty: no rollout, no Experiment)",
+                    needed_by=trial,
+                )
+            )
+        if rollout == "canary":
+            for role, weight in (("champion", "95"), ("challenger", "5")):
+                values.append(
+                    ReleaseValue(
+                        key=f"{role.upper()}_WEIGHT",
+                        check="percent",
+                        kind="Experiment",
+                        name=slug,
+                        field=f"spec.candidates.[name={slug}-{role}].weight",
+                        default=weight,
+                        meaning=f"the {role}'s share of requests (the two add up to 100)",
+                    )
+                )
+    return values
+
 
 # How a version that passed the gate reaches traffic (ROLLOUT_STRATEGY). Every
 # strategy stays available at run time; the answer sets the deployments' default.
@@ -398,6 +622,7 @@ POLICY_QUESTIONS: dict[str, tuple[object, ...]] = {
     "team_size": tuple(TIERS),
     "feature_store": (False, True),
     "cloud": tuple(CLOUDS),
+    "serving": tuple(SERVINGS),
     "rollout_strategy": tuple(ROLLOUTS),
 }
 
@@ -513,11 +738,22 @@ def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
     """Values the file templates read, computed once from the answers."""
     tier = TIERS[answers["team_size"]]
     package = answers["package_name"]
+    serving = SERVINGS.get(answers["serving"])
     return {
         "tier": asdict(tier),
         "provider": asdict(CLOUDS[answers["cloud"]]),
-        # Copier checks the answer against its choices after this hook has run
-        # for the next question's default: an unknown one must not fail here first.
+        # Copier checks an answer against its choices after this hook has run for
+        # the next question's default: an unknown one must not fail here first.
+        "serving_choice": asdict(serving) if serving is not None else {},
+        # Templates ask this, never tier.kubernetes: kserve and seldon need a cluster.
+        "deploys_to_kubernetes": deploys_to_kubernetes(answers["team_size"], answers["serving"]),
+        "model_uri_example": model_uri_example(answers["serving"], answers["cloud"]),
+        "release_values": [
+            asdict(value)
+            for value in release_values(
+                answers["serving"], answers["rollout_strategy"], answers["project_slug"]
+            )
+        ],
         "rollout": {
             "key": answers["rollout_strategy"],
             "summary": ROLLOUTS.get(answers["rollout_strategy"], ""),
@@ -526,9 +762,7 @@ def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
         "cli_name": answers["project_slug"],
         "model_name": answers["project_slug"],
         "python_version": PYTHON_VERSION,
-        # An answer that has a single value today is recorded all the same, so
-        # a later `copier update` that turns it into a choice keeps it.
-        "recorded_answers": {**answers["_copier_answers"], "serving": answers["serving"]},
+        "recorded_answers": answers["_copier_answers"],
     }
 
 

@@ -94,6 +94,10 @@ def test_records_name_the_answers(project: Path, combination: Combination) -> No
 
     serving = rendered["0004-serving.md"]
     assert f"(the answer `serving: {combination['serving']}`)" in serving
+    chose_tier_serving = " ".join(tier.serving_reason.split()) in " ".join(serving.split())
+    assert chose_tier_serving == (combination["serving"] == tier.serving)
+    # Seldon Core v2's licence is said where the team decides.
+    assert ("Business Source License 1.1" in serving) == (combination["serving"] == "seldon")
     assert "ROLLOUT_STRATEGY" in serving
     strategy = combination["rollout_strategy"]
     assert f"This project chose **{strategy}**" in serving
@@ -119,6 +123,8 @@ def test_records_hold_no_other_tiers_text(project: Path) -> None:
             assert " ".join(other.feature_store_reason.split()) not in text
             assert " ".join(other.thresholds_reason.split()) not in text
             assert " ".join(other.rollout_reason.split()) not in text
+            if other.serving_reason != tiers()[key].serving_reason:
+                assert " ".join(other.serving_reason.split()) not in text
 
 
 def test_readme_links_every_record_and_every_link_resolves(project: Path) -> None:

@@ -5,13 +5,17 @@ scripts) passes on every rendered workflow; the deploy workflow signs in with
 GitHub's OIDC token (no stored key), reads the repository variables the cloud
 contract names, and pushes images tagged by commit.
 
-Manifests, for the tiers that deploy to Kubernetes (and absent for the others):
-``deploy/render.sh`` builds them with kubectl's kustomize, as the workflow does;
-every document validates against the Kubernetes schemas (kubernetes-validate,
-strict: unknown fields fail); and the invariants that schemas cannot state hold:
+Manifests, for the projects that deploy to Kubernetes (the tiers that do, and
+every tier with kserve or seldon; absent for the others): ``deploy/render.sh``
+builds them with kubectl's kustomize, as the workflow does, with release.env
+filled in as ``promote`` would; every document is checked against its schema,
+strictly (unknown fields fail): core kinds with kubernetes-validate, KServe and
+Seldon kinds with their upstream CRDs (tests/crd_schemas.py), and a document
+that neither knows fails. The invariants that schemas cannot state hold too:
 locked-down pods, probes on routes the generated suite exercises, the cloud's
 workload identity on each ServiceAccount, settings that exist, Secrets
-referenced but never shipped, images pinned.
+referenced but never shipped, images pinned. tests/test_serving_manifests.py
+checks what the KServe and Seldon resources themselves must say.
 
 The tools are real and required (the test group of pyproject.toml). Many
 combinations render identical files, so each expensive check is cached by a hash
@@ -33,6 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+import crd_schemas
 from helpers import clean_env, extension_module, read_answers, run, tool
 
 # The oldest Kubernetes minor the manifests support, and the newest the schemas know.
@@ -110,7 +115,9 @@ def answers(project: Path) -> dict[str, Any]:
 
 
 def kubernetes_tier(project: Path) -> bool:
-    return bool(extension_module().TIERS[answers(project)["team_size"]].kubernetes)
+    """The tier deploys to Kubernetes, or the serving choice (kserve, seldon) runs only there."""
+    chosen = answers(project)
+    return bool(extension_module().deploys_to_kubernetes(chosen["team_size"], chosen["serving"]))
 
 
 def load_yaml(path: Path) -> Any:
@@ -343,10 +350,52 @@ def kubectl_env() -> dict[str, str]:
     return clean_env(PATH=f"{kubectl.parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+# MLflow 3 model ids: the champion's and the challenger's artifacts in release.env.
+CHAMPION_ID, CHALLENGER_ID = "m-" + "1" * 32, "m-" + "2" * 32
+
+
+def model_uri(project: Path, model_id: str) -> str:
+    """A version's artifacts as the serving platform addresses them, with example names."""
+    chosen = answers(project)
+    slug = chosen["project_slug"]
+    example = extension_module().model_uri_example(chosen["serving"], chosen["cloud"])
+    names = {
+        "<bucket>": f"{slug}-mlflow-artifacts-x1",
+        "<container>": f"{slug}-mlflow-artifacts",
+        "<account>": f"{slug.replace('-', '')}x1",
+        "<experiment id>": "1",
+        "<model id>": model_id,
+    }
+    for placeholder, name in names.items():
+        example = example.replace(placeholder, name)
+    return example
+
+
+def release_values(project: Path) -> dict[str, str]:
+    """release.env as `promote` and `rollout` fill it: a champion, a challenger, the shares."""
+    chosen = answers(project)
+    lines = extension_module().release_values(
+        chosen["serving"], chosen["rollout_strategy"], chosen["project_slug"]
+    )
+    challenger_keys = {"CHALLENGER_URI", "SHADOW_MODEL_URI"}
+    return {
+        line.key: (
+            model_uri(project, CHALLENGER_ID if line.key in challenger_keys else CHAMPION_ID)
+            if line.check == "uri"
+            else line.default
+        )
+        for line in lines
+    }
+
+
 def render_manifests(
-    project: Path, workdir: Path, *args: str, values: dict[str, str] | None = None
+    project: Path,
+    workdir: Path,
+    *args: str,
+    values: dict[str, str] | None = None,
+    release: dict[str, str] | None = None,
 ) -> Any:
-    """deploy/render.sh of a copy of the project's deploy/ (cloud.env filled in); its run."""
+    """deploy/render.sh of a copy of the project's deploy/ (cloud.env, release.env filled in)."""
     slug = answers(project)["project_slug"]
     deploy = workdir / "deploy"
     shutil.copytree(project / "deploy", deploy)
@@ -354,6 +403,12 @@ def render_manifests(
         values = cloud_values(answers(project)["cloud"], slug)
     if values:
         (deploy / "k8s" / "cloud.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    if release is None:
+        release = release_values(project)
+    if release:
+        (deploy / "k8s" / "release.env").write_text(
+            "".join(f"{k}={v}\n" for k, v in release.items())
+        )
     images = args or (SERVICE_IMAGE.format(slug=slug), JOBS_IMAGE.format(slug=slug))
     return run(["bash", deploy / "render.sh", *images], cwd=workdir, env=kubectl_env(), check=False)
 
@@ -385,9 +440,43 @@ def deployment(docs: list[dict[str, Any]], slug: str, workload: str) -> dict[str
     return by_kind(docs, "Deployment")[f"{slug}-{workload}"]
 
 
-def test_manifests_validate_against_the_kubernetes_schemas(
+def service_pod(docs: list[dict[str, Any]], project: Path) -> dict[str, Any]:
+    """The pod spec that runs the service image: its Deployment's, or KServe's transformer."""
+    slug, serving = answers(project)["project_slug"], answers(project)["serving"]
+    if serving == "kserve":
+        transformer: dict[str, Any] = by_kind(docs, "InferenceService")[slug]["spec"]["transformer"]
+        return transformer
+    pod: dict[str, Any] = deployment(docs, slug, "service")["spec"]["template"]["spec"]
+    return pod
+
+
+def service_container(docs: list[dict[str, Any]], project: Path) -> dict[str, Any]:
+    (container,) = service_pod(docs, project)["containers"]
+    return dict(container)
+
+
+def expected_kinds(project: Path) -> dict[str, int]:
+    """How many documents of each kind a release holds, by serving choice and rollout."""
+    chosen = answers(project)
+    serving, rollout = chosen["serving"], chosen["rollout_strategy"]
+    # Everyone: the namespace, one account per workload, the tracking server.
+    kinds = {"Namespace": 1, "ServiceAccount": 3, "ConfigMap": 1, "Deployment": 1, "Service": 1}
+    # The service image's own Deployment: the BentoML service, or Seldon's enrichment step.
+    front = {"ConfigMap": 1, "Deployment": 1, "Service": 1}
+    front |= {"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1}
+    if serving == "kserve":
+        # The transformer reads the service's ConfigMap; KServe runs the pods.
+        front = {"ConfigMap": 1, "InferenceService": 2 if rollout == "shadow" else 1}
+    elif serving == "seldon":
+        trial = rollout in ("canary", "shadow")
+        front |= {"Model": 2 if trial else 1} | ({"Experiment": 1} if trial else {})
+    return {kind: kinds.get(kind, 0) + front.get(kind, 0) for kind in kinds.keys() | front.keys()}
+
+
+def test_manifests_validate_against_their_schemas(
     project: Path, tmp_path: Path, record_property: Any
 ) -> None:
+    """Every document is checked: core kinds by kubernetes-validate, custom ones by their CRD."""
     import kubernetes_validate
 
     docs = manifests(project, tmp_path)
@@ -395,29 +484,27 @@ def test_manifests_validate_against_the_kubernetes_schemas(
         return
     started = time.perf_counter()
     for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
         key = digest(yaml.safe_dump(doc, sort_keys=True).encode())
         if key in _VALIDATED:
             continue
-        for version in KUBERNETES_VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                name = f"{doc['kind']}/{doc['metadata']['name']}"
-                pytest.fail(f"{name} is not valid Kubernetes {version}: {error.message}")
+        if crd_schemas.is_custom(doc):
+            problems = crd_schemas.errors(doc)
+            assert problems == [], f"{name} breaks its CRD ({doc['apiVersion']})"
+        else:
+            for version in KUBERNETES_VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as error:
+                    pytest.fail(f"{name} is not valid Kubernetes {version}: {error.message}")
+                except kubernetes_validate.SchemaNotFoundError:
+                    # No manifest ships that nothing checked.
+                    pytest.fail(f"nothing checks {name}: no schema for {doc['apiVersion']}")
         _VALIDATED.add(key)
     record_property("validate_seconds", time.perf_counter() - started)
 
     kinds = sorted(d["kind"] for d in docs)
-    expected_kinds = {
-        "Namespace": 1,
-        "ServiceAccount": 3,
-        "ConfigMap": 2,
-        "Deployment": 2,
-        "Service": 2,
-        "HorizontalPodAutoscaler": 1,
-        "PodDisruptionBudget": 1,
-    }
-    assert kinds == sorted(kind for kind, n in expected_kinds.items() for _ in range(n))
+    assert kinds == sorted(kind for kind, n in expected_kinds(project).items() for _ in range(n))
     slug = answers(project)["project_slug"]
     for doc in docs:
         if doc["kind"] != "Namespace":
@@ -435,6 +522,19 @@ def test_pods_are_locked_down(project: Path, tmp_path: Path) -> None:
         "service": image_user(project / "docker" / "service.Dockerfile"),
         "mlflow": image_user(project / "docker" / "jobs.Dockerfile"),
     }
+    if answers(project)["serving"] == "kserve":
+        # Knative takes the restricted profile's settings per container, not per pod.
+        container = service_container(docs, project)
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["runAsUser"] == users.pop("service")
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        writable = {v["name"] for v in service_pod(docs, project)["volumes"] if "emptyDir" in v}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts.get("/tmp") in writable  # noqa: S108 (the pod's path, not ours)
     for workload, uid in users.items():
         pod = deployment(docs, slug, workload)["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -460,10 +560,10 @@ def test_pods_are_locked_down(project: Path, tmp_path: Path) -> None:
 
 def test_service_has_room_for_its_measured_memory(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
+    # Measured for the BentoML service; the enrichment step holds no model.
+    if docs is None or answers(project)["serving"] != "bentoml":
         return
-    slug = answers(project)["project_slug"]
-    (container,) = deployment(docs, slug, "service")["spec"]["template"]["spec"]["containers"]
+    container = service_container(docs, project)
     mebibytes = {"Mi": 1, "Gi": 1024}
 
     def size(value: str) -> int:
@@ -480,23 +580,33 @@ def test_probes_use_routes_the_generated_suite_exercises(project: Path, tmp_path
     docs = manifests(project, tmp_path)
     if docs is None:
         return
-    slug = answers(project)["project_slug"]
+    slug, serving = answers(project)["project_slug"], answers(project)["serving"]
     # The generated HTTP tests call these routes on the real service.
     http_tests = (project / "tests" / "test_service_http.py").read_text()
     exercised = set(re.findall(r"\.get\(\"(/[a-z]+)\"\)", http_tests))
 
-    (service,) = deployment(docs, slug, "service")["spec"]["template"]["spec"]["containers"]
-    paths = {
-        probe: service[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")
-    }
-    assert paths == {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
-    assert set(paths.values()) <= exercised
-    ports = {p["name"]: p["containerPort"] for p in service["ports"]}
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert service[probe]["httpGet"]["port"] in ports
-    config = by_kind(docs, "ConfigMap")
-    (service_config,) = [c for n, c in config.items() if n.startswith(f"{slug}-service-")]
-    assert ports["http"] == int(service_config["data"][f"{env_prefix(project)}PORT"])
+    # KServe probes its transformer itself (Knative); the others are probed here.
+    if serving != "kserve":
+        service = service_container(docs, project)
+        paths = {
+            probe: service[probe]["httpGet"]["path"]
+            for probe in ("livenessProbe", "readinessProbe")
+        }
+        if serving == "bentoml":
+            assert paths == {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
+            assert set(paths.values()) <= exercised
+        else:
+            # The V2 protocol's health routes, which `transformer` must serve.
+            assert paths == {
+                "livenessProbe": "/v2/health/live",
+                "readinessProbe": "/v2/health/ready",
+            }
+        ports = {p["name"]: p["containerPort"] for p in service["ports"]}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert service[probe]["httpGet"]["port"] in ports
+        config = by_kind(docs, "ConfigMap")
+        (service_config,) = [c for n, c in config.items() if n.startswith(f"{slug}-service-")]
+        assert ports["http"] == int(service_config["data"][f"{env_prefix(project)}PORT"])
 
     (mlflow,) = deployment(docs, slug, "mlflow")["spec"]["template"]["spec"]["containers"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -523,13 +633,29 @@ def test_service_accounts_carry_the_cloud_identity(project: Path, tmp_path: Path
             annotation, suffix = IDENTITY[cloud]
             assert annotations == {annotation: values[f"{workload.upper()}_{suffix}"]}
 
-    pods = {w: deployment(docs, slug, w)["spec"]["template"] for w in ("service", "mlflow")}
-    assert pods["service"]["spec"]["serviceAccountName"] == f"{slug}-service"
-    assert pods["mlflow"]["spec"]["serviceAccountName"] == f"{slug}-tracking"
-    for pod in pods.values():
-        labels = pod["metadata"]["labels"]
+    # The pods' accounts, and the labels their pods carry.
+    pods = {
+        "mlflow": (
+            deployment(docs, slug, "mlflow")["spec"]["template"]["spec"]["serviceAccountName"],
+            deployment(docs, slug, "mlflow")["spec"]["template"]["metadata"]["labels"],
+        )
+    }
+    if answers(project)["serving"] == "kserve":
+        # KServe puts a component's labels on its pods.
+        for name, spec in by_kind(docs, "InferenceService").items():
+            for component in ("predictor", "transformer"):
+                if component in spec["spec"]:
+                    part = spec["spec"][component]
+                    labels = part.get("labels", {})
+                    pods[f"{name} {component}"] = (part["serviceAccountName"], labels)
+    else:
+        template = deployment(docs, slug, "service")["spec"]["template"]
+        pods["service"] = (template["spec"]["serviceAccountName"], template["metadata"]["labels"])
+    for name, (account, labels) in pods.items():
+        expected_account = f"{slug}-tracking" if name == "mlflow" else f"{slug}-service"
+        assert account == expected_account, name
         has_label = USES_AZURE_IDENTITY.items() <= labels.items()
-        assert has_label == (cloud == "azure")
+        assert has_label == (cloud == "azure"), name
 
 
 def test_settings_exist_and_secrets_are_only_referenced(project: Path, tmp_path: Path) -> None:
@@ -540,7 +666,7 @@ def test_settings_exist_and_secrets_are_only_referenced(project: Path, tmp_path:
     prefix, fields = env_prefix(project), settings_fields(project)
     assert "Secret" not in {d["kind"] for d in docs}
 
-    (service,) = deployment(docs, slug, "service")["spec"]["template"]["spec"]["containers"]
+    service = service_container(docs, project)
     config = by_kind(docs, "ConfigMap")
     (service_config,) = [c for n, c in config.items() if n.startswith(f"{slug}-service-")]
     (mlflow_config,) = [c for n, c in config.items() if n.startswith(f"{slug}-mlflow-")]
@@ -589,11 +715,8 @@ def test_images_are_pinned_to_the_release(project: Path, tmp_path: Path) -> None
     if docs is None:
         return
     slug = answers(project)["project_slug"]
-    images = {
-        w: c["image"]
-        for w in ("service", "mlflow")
-        for c in deployment(docs, slug, w)["spec"]["template"]["spec"]["containers"]
-    }
+    (mlflow,) = deployment(docs, slug, "mlflow")["spec"]["template"]["spec"]["containers"]
+    images = {"service": service_container(docs, project)["image"], "mlflow": mlflow["image"]}
     assert images == {
         "service": SERVICE_IMAGE.format(slug=slug),
         "mlflow": JOBS_IMAGE.format(slug=slug),
@@ -609,7 +732,8 @@ def test_autoscaler_budget_and_service_select_the_service_pods(
     project: Path, tmp_path: Path
 ) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
+    # KServe scales its own pods (the InferenceService's minReplicas, maxReplicas).
+    if docs is None or answers(project)["serving"] == "kserve":
         return
     slug = answers(project)["project_slug"]
     service_deployment = deployment(docs, slug, "service")

@@ -97,3 +97,4 @@ def test_tier_table_matches_the_extension() -> None:
         f"{round(tier.drift_share * 100)} %" for tier in tiers()
     ]
     assert row("rollout strategy (default)") == [tier.rollout_strategy for tier in tiers()]
+    assert row("serving (default)") == [tier.serving for tier in tiers()]

@@ -205,7 +205,10 @@ class Tree:
 
 
 def kubernetes(combination: Combination) -> bool:
-    return bool(extension_module().TIERS[combination["team_size"]].kubernetes)
+    """The tier deploys to Kubernetes, or the serving choice runs only there."""
+    return bool(
+        extension_module().deploys_to_kubernetes(combination["team_size"], combination["serving"])
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -300,9 +300,9 @@ MALFORMED_POLICIES = {
     ),
     "allowed-list": ("allowed: [growth]\n", "is invalid: 'allowed' must map question names"),
     "unknown-question": (
-        "allowed: {serving: [kserve]}\n",
-        "is invalid: unknown question 'serving'; a policy can restrict team_size, "
-        "feature_store, cloud, rollout_strategy",
+        "allowed: {orchestrator: [airflow]}\n",
+        "is invalid: unknown question 'orchestrator'; a policy can restrict team_size, "
+        "feature_store, cloud, serving, rollout_strategy",
     ),
     "scalar-values": (
         "allowed: {team_size: growth}\n",
@@ -343,7 +343,7 @@ def test_malformed_policy_fails_the_render(
     template_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policy = tmp_path / "policy.yml"
-    policy.write_text("allowed:\n  serving: [kserve]\n", encoding="utf-8")
+    policy.write_text("allowed:\n  orchestrator: [airflow]\n", encoding="utf-8")
     monkeypatch.setenv(POLICY_ENV, str(policy))
 
     with pytest.raises(ValueError, match="Validation error") as refused:
@@ -351,8 +351,8 @@ def test_malformed_policy_fails_the_render(
 
     assert str(refused.value) == (
         f"Validation error for question 'team_size': the organisation policy at {policy} "
-        "is invalid: unknown question 'serving'; a policy can restrict team_size, "
-        "feature_store, cloud, rollout_strategy"
+        "is invalid: unknown question 'orchestrator'; a policy can restrict team_size, "
+        "feature_store, cloud, serving, rollout_strategy"
     )
 
 

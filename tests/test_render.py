@@ -155,7 +155,8 @@ def compose_services(project: Path) -> set[str]:
             names |= set(compose.get("services") or {})
         if KUBERNETES_FILE.search(relative.as_posix()):
             documents = yaml.safe_load_all((project / relative).read_text(encoding="utf-8"))
-            names |= {d["metadata"]["name"] for d in documents if d and d["kind"] == "Service"}
+            # kustomizeconfig.yaml, kustomize's own settings, has no kind.
+            names |= {d["metadata"]["name"] for d in documents if d and d.get("kind") == "Service"}
     return names
 
 

@@ -59,8 +59,12 @@ BAD_ANSWERS: dict[str, list[object]] = {
     ],
     "team_size": ["huge", "Solo", "startup", "solo / startup (1-10 people, a few models)"],
     "cloud": ["Local", "AWS", "s3", "on-prem", "k8s"],
-    # Single-choice today: nothing but the built content may be chosen.
-    "serving": ["kserve", "seldon", "mlflow"],
+    "serving": [
+        "mlflow",
+        "KServe",
+        "seldon-core",
+        "BentoML (the project's Python service, runs anywhere)",
+    ],
     "rollout_strategy": ["bluegreen", "Canary", "a/b", "canary (5 -> 10 -> 25 -> 50 -> 100 %)"],
 }
 # The validator of a question whose answers only an organisation policy restricts.
@@ -191,6 +195,16 @@ def test_rollout_strategy_defaults_by_tier(
     render: Callable[..., Path], team_size: str, expected: str
 ) -> None:
     assert read_answers(render({"team_size": team_size}))["rollout_strategy"] == expected
+
+
+@pytest.mark.parametrize(
+    ("team_size", "expected"),
+    [("solo", "bentoml"), ("growth", "bentoml"), ("enterprise", "kserve")],
+)
+def test_serving_defaults_by_tier(
+    render: Callable[..., Path], team_size: str, expected: str
+) -> None:
+    assert read_answers(render({"team_size": team_size}))["serving"] == expected
 
 
 def test_unusual_but_valid_text_renders_valid_python_and_toml(render: Callable[..., Path]) -> None:
