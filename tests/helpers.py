@@ -135,7 +135,10 @@ def combinations() -> list[Combination]:
 # generated suite never reads: combinations that differ only in them render the
 # same suite, so it runs once for all of them (``suite_groups``), and every one of
 # them is rendered and shown to carry exactly that suite (``suite_files``).
-SUITE_BLIND_QUESTIONS = ("rollout_strategy",)
+# `serving` is one of them: every render has both serving paths (the model in the
+# service's process, and MLServer on the V2 protocol behind the same service), and
+# the answer picks what deploy/ runs on Kubernetes.
+SUITE_BLIND_QUESTIONS = ("serving", "rollout_strategy")
 # What those answers may change. tests/test_render.py checks that no generated
 # test or source file reads them (the stack suite's compose path aside: it runs
 # on its own covering set).
@@ -145,18 +148,16 @@ SUITE_BLIND_FILES = frozenset(
         ".env.example",
         "compose.yaml",
         "README.md",
-        "deploy/README.md",
-        # With kserve or seldon the strategy shapes the model resources (a canary
-        # share, a shadow InferenceService, a Seldon Experiment) and their release.env.
-        "deploy/k8s/inferenceservice.yaml",
-        "deploy/k8s/seldon.yaml",
-        "deploy/k8s/release.env",
-        "deploy/k8s/kustomization.yaml",
-        "deploy/render.sh",
-        "docs/decisions/0001-record-architecture-decisions.md",
-        "docs/decisions/0004-serving.md",
     }
 )
+# Folders of such files: the Kubernetes manifests and their README, the cluster in
+# infra/, the deploy workflow, and the project's docs and decision records.
+SUITE_BLIND_FOLDERS = ("deploy", "infra", ".github", "docs")
+
+
+def suite_blind(relative: str) -> bool:
+    """Whether a rendered file (a POSIX path in the project) is one a suite never reads."""
+    return relative in SUITE_BLIND_FILES or relative.split("/", 1)[0] in SUITE_BLIND_FOLDERS
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def suite_files(project_dir: Path) -> dict[str, str]:
     return {
         relative.as_posix(): hashlib.sha256((project_dir / relative).read_bytes()).hexdigest()
         for relative in project_files(project_dir)
-        if relative.as_posix() not in SUITE_BLIND_FILES
+        if not suite_blind(relative.as_posix())
     }
 
 

@@ -54,7 +54,7 @@ def test_generated_suite_passes(
     )
     assert differing == [], (
         "renders that differ only in answers a suite cannot see differ outside "
-        f"SUITE_BLIND_FILES, in {differing}"
+        f"SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS, in {differing}"
     )
     fingerprint = suite_fingerprint(files[first])
 

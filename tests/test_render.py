@@ -15,6 +15,7 @@ import yaml
 from helpers import (
     ROOT,
     SUITE_BLIND_FILES,
+    SUITE_BLIND_FOLDERS,
     copier_questions,
     project_files,
     read_answers,
@@ -237,7 +238,9 @@ def test_answers_file_records_every_answer(project: Path, combination: Combinati
 # How generated code would open one of the files a suite must not read: a string
 # literal with the file's (or its folder's) name.
 _BLIND_NAMES = sorted(
-    {part for name in SUITE_BLIND_FILES for part in PurePosixPath(name).parts}, key=len
+    {part for name in SUITE_BLIND_FILES for part in PurePosixPath(name).parts}
+    | set(SUITE_BLIND_FOLDERS),
+    key=len,
 )
 _READS_BLIND_FILE = re.compile(
     r"""["'](?:""" + "|".join(re.escape(name) for name in _BLIND_NAMES) + r""")["'/]"""
