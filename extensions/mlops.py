@@ -401,7 +401,8 @@ class ReleaseValue:
     """
 
     key: str
-    # "uri": a version's artifacts; "percent": an integer share of requests, 0-100.
+    # "uri": a version's artifacts; "percent": an integer share of requests, 0-100;
+    # "version": a registry version number (empty with its URI).
     check: str
     kind: str
     name: str
@@ -428,6 +429,20 @@ def release_values(serving: str, rollout: str, slug: str) -> list[ReleaseValue]:
                 needed_by=(("InferenceService", slug), *shadow),
             )
         )
+        # KServe's MLflow runtime reports no model version of its own: MLServer takes it
+        # from its environment, per revision, and the transformer logs what it reports.
+        version_field = "spec.predictor.model.env.[name=MLSERVER_MODEL_VERSION].value"
+        values.append(
+            ReleaseValue(
+                key="MODEL_VERSION",
+                check="version",
+                kind="InferenceService",
+                name=slug,
+                field=version_field,
+                default="",
+                meaning="its registry version, which the predictor reports in each answer",
+            )
+        )
         if rollout == "canary":
             values.append(
                 ReleaseValue(
@@ -451,6 +466,17 @@ def release_values(serving: str, rollout: str, slug: str) -> list[ReleaseValue]:
                     default="",
                     meaning="the challenger the shadow InferenceService scores (empty: no shadow)",
                     needed_by=shadow,
+                )
+            )
+            values.append(
+                ReleaseValue(
+                    key="SHADOW_MODEL_VERSION",
+                    check="version",
+                    kind="InferenceService",
+                    name=f"{slug}-shadow",
+                    field=version_field,
+                    default="",
+                    meaning="its registry version",
                 )
             )
     elif serving == "seldon":

@@ -350,8 +350,10 @@ def kubectl_env() -> dict[str, str]:
     return clean_env(PATH=f"{kubectl.parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-# MLflow 3 model ids: the champion's and the challenger's artifacts in release.env.
+# MLflow 3 model ids: the champion's and the challenger's artifacts in release.env, and
+# their registry versions.
 CHAMPION_ID, CHALLENGER_ID = "m-" + "1" * 32, "m-" + "2" * 32
+CHAMPION_VERSION, CHALLENGER_VERSION = "7", "8"
 
 
 def model_uri(project: Path, model_id: str) -> str:
@@ -377,15 +379,17 @@ def release_values(project: Path) -> dict[str, str]:
     lines = extension_module().release_values(
         chosen["serving"], chosen["rollout_strategy"], chosen["project_slug"]
     )
-    challenger_keys = {"CHALLENGER_URI", "SHADOW_MODEL_URI"}
-    return {
-        line.key: (
-            model_uri(project, CHALLENGER_ID if line.key in challenger_keys else CHAMPION_ID)
-            if line.check == "uri"
-            else line.default
-        )
-        for line in lines
-    }
+    challenger_keys = {"CHALLENGER_URI", "SHADOW_MODEL_URI", "SHADOW_MODEL_VERSION"}
+    filled = {}
+    for line in lines:
+        challenger = line.key in challenger_keys
+        if line.check == "uri":
+            filled[line.key] = model_uri(project, CHALLENGER_ID if challenger else CHAMPION_ID)
+        elif line.check == "version":
+            filled[line.key] = CHALLENGER_VERSION if challenger else CHAMPION_VERSION
+        else:
+            filled[line.key] = line.default
+    return filled
 
 
 def render_manifests(
@@ -585,22 +589,18 @@ def test_probes_use_routes_the_generated_suite_exercises(project: Path, tmp_path
     http_tests = (project / "tests" / "test_service_http.py").read_text()
     exercised = set(re.findall(r"\.get\(\"(/[a-z]+)\"\)", http_tests))
 
-    # KServe probes its transformer itself (Knative); the others are probed here.
-    if serving != "kserve":
-        service = service_container(docs, project)
-        paths = {
-            probe: service[probe]["httpGet"]["path"]
-            for probe in ("livenessProbe", "readinessProbe")
-        }
-        if serving == "bentoml":
-            assert paths == {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
-            assert set(paths.values()) <= exercised
-        else:
-            # The V2 protocol's health routes, which `transformer` must serve.
-            assert paths == {
-                "livenessProbe": "/v2/health/live",
-                "readinessProbe": "/v2/health/ready",
-            }
+    # The service image runs BentoML in every case (`transformer` is the same service
+    # scoring over V2): its routes.
+    service = service_container(docs, project)
+    paths = {
+        probe: service[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")
+    }
+    assert paths == {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
+    assert set(paths.values()) <= exercised
+    if serving == "kserve":
+        # Knative probes the container's one port: the probes leave it to Knative.
+        assert all("port" not in service[probe]["httpGet"] for probe in paths)
+    else:
         ports = {p["name"]: p["containerPort"] for p in service["ports"]}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert service[probe]["httpGet"]["port"] in ports

@@ -29,7 +29,9 @@ import crd_schemas
 from helpers import extension_module, read_answers
 from test_deploy_files import (
     CHALLENGER_ID,
+    CHALLENGER_VERSION,
     CHAMPION_ID,
+    CHAMPION_VERSION,
     SERVICE_IMAGE,
     by_kind,
     deployment,
@@ -174,6 +176,12 @@ def test_inference_service_serves_the_registered_model_on_v2(project: Path, tmp_
         predictor["model"]["storageUri"] == release["MODEL_URI"] == model_uri(project, CHAMPION_ID)
     )
     assert predictor["model"]["securityContext"]["runAsNonRoot"] is True
+    # The registry's version, which MLServer reports in every V2 answer (the stock
+    # MLflow runtime has none of its own); each revision carries its own.
+    assert predictor["model"]["env"] == [
+        {"name": "MLSERVER_MODEL_VERSION", "value": release["MODEL_VERSION"]}
+    ]
+    assert release["MODEL_VERSION"] == CHAMPION_VERSION
 
     # The enrichment step: the service image, with the arguments KServe would add.
     (container,) = champion["transformer"]["containers"]
@@ -190,10 +198,17 @@ def test_inference_service_serves_the_registered_model_on_v2(project: Path, tmp_
         "8080",
     ]
     assert champion["transformer"]["serviceAccountName"] == f"{slug}-service"
-    shadow_host = (
-        arguments[arguments.index("--shadow_host") + 1] if "--shadow_host" in arguments else None
-    )
-    assert shadow_host == (f"{slug}-shadow-predictor.{slug}" if rollout == "shadow" else None)
+    # The shadow: its predictor's host, and its model's name on the V2 path (KServe's
+    # MLflow runtime names the model after the InferenceService).
+    shadow = dict(zip(arguments[7::2], arguments[8::2], strict=True))
+    if rollout == "shadow":
+        assert shadow == {
+            "--shadow_host": f"{slug}-shadow-predictor.{slug}",
+            "--shadow_model_name": f"{slug}-shadow",
+        }
+        assert f"{slug}-shadow" in services
+    else:
+        assert shadow == {}
 
 
 def test_canary_traffic_percent_exactly_for_canary(project: Path, tmp_path: Path) -> None:
@@ -239,6 +254,7 @@ def test_kserve_shadow_is_a_cluster_local_inference_service(project: Path, tmp_p
     assert set(shadow["spec"]) == {"predictor"}
     model = shadow["spec"]["predictor"]["model"]
     assert model["storageUri"] == model_uri(project, CHALLENGER_ID)
+    assert model["env"] == [{"name": "MLSERVER_MODEL_VERSION", "value": CHALLENGER_VERSION}]
     assert (model["modelFormat"], model["protocolVersion"]) == ({"name": "mlflow"}, "v2")
 
 
@@ -367,6 +383,13 @@ def test_release_env_decides_which_model_resources_ship(project: Path, tmp_path:
     refused = render(project, tmp_path / "wrong", wrong)
     assert refused.returncode == 1
     assert uri_key in refused.stderr
+    # ... and a version that is not a registry version number.
+    for line in lines:
+        if line.check == "version":
+            named = release_values(project) | {line.key: "latest"}
+            refused = render(project, tmp_path / line.key, named)
+            assert refused.returncode == 1
+            assert line.key in refused.stderr
     # Filled in, the release holds the operator's resources (an Experiment only to
     # split or mirror traffic).
     kinds = {d["kind"] for d in documents(project, tmp_path / "full") if crd_schemas.is_custom(d)}

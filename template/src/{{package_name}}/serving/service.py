@@ -12,11 +12,17 @@ registry. During a canary the answer's ``variant`` and ``model_version`` say
 which model served it; in shadow mode the answer is the champion's and the
 challenger scores the same features after it is sent.
 
+In transformer mode (``predictor_url``, the `transformer` command) the service
+still validates, looks customers up and logs, but scores over V2 on that model
+server; a model server that is down or slow makes ``/predict`` answer 503 and
+``/readyz`` unready, never 500.
+
 Only the server process imports this module, so BentoML is imported at top
 level. Configuration comes from the environment through `Settings`, read once
 at import because the worker count is part of the service definition.
 """
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -33,6 +39,8 @@ from ..io.inference_log import InferenceLog, InferenceLogFull, open_inference_lo
 from . import metrics
 from .predictor import (
     ChampionPoller,
+    ModelServerRefusedError,
+    ModelServerUnavailableError,
     NoChampionError,
     Prediction,
     Predictor,
@@ -125,6 +133,9 @@ class ModelService:
 
     async def __is_ready__(self) -> bool:
         # BentoML answers /readyz with 503 until this is true.
+        if self.predictor.remote:
+            # It asks the model server: off the event loop, which a slow answer would stall.
+            return await asyncio.to_thread(lambda: self.predictor.ready)
         return self.predictor.ready
 
     @bentoml.on_shutdown
@@ -152,6 +163,12 @@ class ModelService:
             return error_response(404, "unknown_customer", str(error), field="customer_id")
         except NoChampionError as error:
             return error_response(503, "no_model", str(error))
+        except ModelServerUnavailableError as error:
+            response = error_response(503, "model_server_unavailable", str(error))
+            response.headers["Retry-After"] = "1"
+            return response
+        except ModelServerRefusedError as error:
+            return error_response(502, "model_server_refused", str(error))
         row = self.inference_log.prediction_row(
             model_version=result.model_version,
             features=result.features,
