@@ -31,8 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = "churn-model"
 MODEL = "churn-model"
 ENV_PREFIX = "CHURN_MODEL_"
-# The inference server KServe and Seldon Core v2 both run for MLflow models.
-MLSERVER = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1")
 
 
 def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -192,75 +190,32 @@ def v2_datatype(value: object) -> str:
     return "BYTES"
 
 
-def start_mlserver(
+def start_model_server(
     venv_bin: Path, env: dict[str, str], home: Path, ports: list[int]
 ) -> subprocess.Popen[bytes]:
-    """MLServer with its MLflow runtime on the champion's artifacts, one process.
+    """The project's `model-server`: MLServer and its MLflow runtime on the champion.
 
-    Its own virtualenv: MLServer pins FastAPI and friends apart from BentoML, and the
-    model's requirements.txt (logged by training) is what a KServe or Seldon image installs.
+    What `serving: kserve | seldon` runs locally, and what their clusters run (MLServer
+    1.7.1 in its own environment, `uv tool run`, as the project does it).
     """
-    root = home / "bench-mlserver"
-    shutil.rmtree(root, ignore_errors=True)
-    model_dir = root / "churn-model"
-    run(
-        [
-            str(venv_bin / "python"),
-            "-c",
-            "import sys, mlflow\n"
-            f"mlflow.artifacts.download_artifacts('models:/{MODEL}@champion', dst_path=sys.argv[1])",
-            str(model_dir),
-        ],
-        env=env,
-    )
-    server_venv = home / "mlserver-venv"
-    if not (server_venv / "bin" / "mlserver").exists():
-        run(["uv", "venv", "--quiet", "--python", str(venv_bin / "python"), str(server_venv)])
-        run(
-            [
-                "uv",
-                "pip",
-                "install",
-                "--quiet",
-                "--python",
-                str(server_venv / "bin" / "python"),
-                *MLSERVER,
-                "-r",
-                str(model_dir / "requirements.txt"),
-            ]
-        )
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": MODEL,
-                "implementation": "mlserver_mlflow.MLflowRuntime",
-                "parameters": {"uri": "./"},
-            }
-        )
-    )
-    # parallel_workers 0: inference in the server process, like the other single workers.
-    (root / "settings.json").write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "http_port": ports[0],
-                "grpc_port": ports[1],
-                "metrics_port": ports[2],
-                "parallel_workers": 0,
-            }
-        )
-    )
+    server_env = {
+        **env,
+        f"{ENV_PREFIX}MODEL_SERVER_PORT": str(ports[0]),
+        f"{ENV_PREFIX}MODEL_SERVER_GRPC_PORT": str(ports[1]),
+        f"{ENV_PREFIX}MODEL_SERVER_METRICS_PORT": str(ports[2]),
+    }
     return start(
-        [str(server_venv / "bin" / "mlserver"), "start", str(root)],
-        {k: v for k, v in env.items() if not k.startswith("MLSERVER")},
-        root,
-        home / "bench-mlserver.log",
+        [str(venv_bin / CLI), "model-server"], server_env, home, home / "bench-model-server.log"
     )
 
 
 def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: str) -> list[dict]:
-    """Our service (entity id and full row) against `mlflow models serve` and MLServer's
-    MLflow runtime (V2 protocol), one worker each, on the same registered champion."""
+    """Each serving choice against `mlflow models serve`, one worker each, same champion.
+
+    bentoml: the service with the model in its process. kserve and seldon (the same
+    local path): the service as the transformer in front of `model-server` (MLServer,
+    V2 protocol), and MLServer spoken to directly over V2.
+    """
     venv_bin = project / ".venv" / "bin"
     home = Path(env[f"{ENV_PREFIX}HOME"])
     row = json.loads(
@@ -276,7 +231,7 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         ).stdout
     )
     # Every server's ports at once: one chosen later could be one not yet bound.
-    ours_port, mlflow_port, *mlserver_ports = free_ports(5)
+    ours_port, mlflow_port, transformer_port, *mlserver_ports = free_ports(6)
     mlserver_port = mlserver_ports[0]
     ours_env = {**env, f"{ENV_PREFIX}PORT": str(ours_port), f"{ENV_PREFIX}WORKERS": "1"}
     ours = start(
@@ -312,7 +267,22 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
         project,
         home / "bench-mlflow.log",
     )
-    mlserver = start_mlserver(venv_bin, mlflow_env, home, mlserver_ports)
+    mlserver = start_model_server(venv_bin, env, home, mlserver_ports)
+    transformer = start(
+        [
+            str(venv_bin / CLI),
+            "transformer",
+            "--model_name",
+            MODEL,
+            "--predictor_host",
+            f"127.0.0.1:{mlserver_port}",
+            "--http_port",
+            str(transformer_port),
+        ],
+        {**env, f"{ENV_PREFIX}WORKERS": "1"},
+        project,
+        home / "bench-transformer.log",
+    )
     results = []
     try:
         ours_url = f"http://127.0.0.1:{ours_port}"
@@ -337,15 +307,28 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
             }
         )
         post(mlserver_url, json.loads(v2_body))
+        transformer_url = f"http://127.0.0.1:{transformer_port}"
+        wait_http(f"{transformer_url}/readyz")
+        post(f"{transformer_url}/predict", json.loads(entity_body))
         cases = [
-            (f"{label}: service, entity id (online lookup)", f"{ours_url}/predict", entity_body),
-            (f"{label}: service, full row", f"{ours_url}/predict", row_body),
+            (f"{label}: bentoml, entity id (online lookup)", f"{ours_url}/predict", entity_body),
+            (f"{label}: bentoml, full row", f"{ours_url}/predict", row_body),
+            (
+                f"{label}: kserve/seldon, transformer -> MLServer, entity id",
+                f"{transformer_url}/predict",
+                entity_body,
+            ),
+            (
+                f"{label}: kserve/seldon, transformer -> MLServer, full row",
+                f"{transformer_url}/predict",
+                row_body,
+            ),
             (
                 f"{label}: mlflow models serve, full row",
                 f"http://127.0.0.1:{mlflow_port}/invocations",
                 mlflow_body,
             ),
-            (f"{label}: MLServer + MLflow runtime, V2 full row", mlserver_url, v2_body),
+            (f"{label}: kserve/seldon, MLServer direct, V2 full row", mlserver_url, v2_body),
         ]
         for name, url, body in cases:
             single = wrk(url, body, 1, seconds, home)
@@ -369,19 +352,65 @@ def serving_benchmark(project: Path, env: dict[str, str], seconds: int, label: s
     finally:
         stop(ours)
         stop(theirs)
+        stop(transformer)
         stop(mlserver)
     return results
+
+
+def print_serving(serving: list[dict]) -> None:
+    print("\n== serving (1 worker each; wrk on loopback) ==")
+    print(f"{'case':72s} {'p50 ms':>8s} {'p99 ms':>8s} {'rps@16':>9s} {'errors':>7s}")
+    for row_result in serving:
+        if "rss_mb" in row_result:
+            print(f"{row_result['case']:72s} {row_result['rss_mb']}")
+            continue
+        print(
+            f"{row_result['case']:72s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
+            f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
+        )
+
+
+def serving_only(out: Path, seconds: int) -> None:
+    """The serving table alone, embedded: without and with the feature store."""
+    serving: list[dict] = []
+    for label, data in (
+        ("feature_store=false", {}),
+        ("feature_store=true", {"team_size": "growth", "feature_store": "true"}),
+    ):
+        name = label.replace("=", "-")
+        project, home = out / f"serving-{name}", out / f"serving-home-{name}"
+        shutil.rmtree(home, ignore_errors=True)
+        render(project, **data)
+        env = {
+            **os.environ,
+            f"{ENV_PREFIX}HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+        }
+        run(["uv", "sync", "--quiet"], cwd=project, env=env)
+        run([str(project / ".venv/bin" / CLI), "train"], cwd=project, env=env)
+        serving += serving_benchmark(project, env, seconds, label)
+    print_serving(serving)
+    (out / "serving.json").write_text(json.dumps(serving, indent=2))
+    print(f"\nresults: {out / 'serving.json'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per case")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument(
+        "--serving-only",
+        action="store_true",
+        help="only the serving table, embedded (with and without the feature store)",
+    )
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the serving benchmark: apt-get install wrk")
     out: Path = options.out
     out.mkdir(parents=True, exist_ok=True)
+    if options.serving_only:
+        serving_only(out, options.seconds)
+        return
     numbers: dict[str, object] = {}
 
     renders = [render(out / f"render-{i}") for i in range(5)]
@@ -502,16 +531,7 @@ def main() -> None:
     print("\n== template and project ==")
     for key, value in numbers.items():
         print(f"{key:32s} {value:10.3f}" if isinstance(value, float) else f"{key:32s} {value}")
-    print("\n== serving (1 worker each; wrk on loopback) ==")
-    print(f"{'case':60s} {'p50 ms':>8s} {'p99 ms':>8s} {'rps@16':>9s} {'errors':>7s}")
-    for row_result in serving:
-        if "rss_mb" in row_result:
-            print(f"{row_result['case']:60s} {row_result['rss_mb']}")
-            continue
-        print(
-            f"{row_result['case']:60s} {row_result['p50_ms']:8.2f} {row_result['p99_ms']:8.2f} "
-            f"{row_result['rps_16']:9.0f} {row_result['errors']:7.0f}"
-        )
+    print_serving(serving)
     # The production check over a growing inference log (parquet), without retraining.
     checks = []
     for rows in (10_000, 100_000, 1_000_000):
