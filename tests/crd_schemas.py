@@ -31,9 +31,17 @@ CRDS_ENV = "MLOPS_CRDS_DIR"
 
 
 def crds_dir() -> Path:
-    """Where the upstream CRDs are: $MLOPS_CRDS_DIR, else ../shared/crds beside the clone."""
+    """Where the upstream CRDs are: $MLOPS_CRDS_DIR, else ../shared/crds beside the clone.
+
+    A clone one folder deeper (a CI workspace inside the same tree) finds the nearest
+    ``shared/crds`` above it; with none, the path beside the clone is the one named.
+    """
     configured = os.environ.get(CRDS_ENV, "").strip()
-    return Path(configured).expanduser() if configured else ROOT.parent / "shared" / "crds"
+    if configured:
+        return Path(configured).expanduser()
+    beside = ROOT.parent / "shared" / "crds"
+    found = (folder / "shared" / "crds" for folder in ROOT.parents)
+    return next((path for path in found if path.is_dir()), beside)
 
 
 def strict(schema: Any) -> Any:
