@@ -17,11 +17,9 @@ Only the V2 (Open Inference) protocol is spoken here: `v2_client` is the client.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..io import registry
+from .server import free_ports
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -61,15 +60,8 @@ class Ports:
 
     @classmethod
     def free(cls, host: str = "127.0.0.1") -> Ports:
-        """Three ports nobody listens on, held open together so they differ."""
-        with contextlib.ExitStack() as stack:
-            probes = [
-                stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                for _ in range(3)
-            ]
-            for probe in probes:
-                probe.bind((host, 0))
-            http, grpc, metrics = (int(probe.getsockname()[1]) for probe in probes)
+        """Three ports nobody listens on, all different."""
+        http, grpc, metrics = free_ports(3, host)
         return cls(http=http, grpc=grpc, metrics=metrics)
 
     @classmethod
