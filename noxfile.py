@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -39,6 +42,33 @@ SYSTEM_TOOLS = {
     # Azure projects' tests run Azurite, an npm package, through npx.
     "npx": "npm",
 }
+
+
+class StepTimer:
+    """Times a session's steps and prints them as a table when the session ends.
+
+    CI runs against a time budget; a failed step still gets its row.
+    """
+
+    def __init__(self, session: nox.Session) -> None:
+        self.session = session
+        self.rows: list[tuple[str, float, str]] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            self.rows.append((name, time.monotonic() - started, outcome))
+            self.session.log(
+                "time by step: "
+                + "; ".join(
+                    f"{step} {seconds:.0f} s ({result})" for step, seconds, result in self.rows
+                )
+            )
 
 
 def install_group(session: nox.Session, group: str) -> None:
@@ -89,12 +119,16 @@ def tests(session: nox.Session) -> None:
     `nox -s tests -- -m "not slow" -n 2` for the fast part (no generated suites,
     no demo run), about 10 s.
     """
-    ensure_system_tools(session)
-    install_group(session, "test")
+    steps = StepTimer(session)
+    with steps("system packages (apt-get when missing)"):
+        ensure_system_tools(session)
+    with steps("test environment (uv)"):
+        install_group(session, "test")
     # Two workers: a generated suite spends much of its time waiting on servers
     # it starts, so on 2 cores the whole matrix runs about 1.7x faster. Work
     # stealing keeps the slow tests from queueing behind one worker.
-    session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "worksteal"]))
+    with steps("pytest (its parts: the 'time by part' table)"):
+        session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "worksteal"]))
 
 
 @nox.session

@@ -61,6 +61,7 @@ from helpers import (
     covering,
     suite_groups,
 )
+from timing import PartTimings
 
 ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generated-envs"))
 
@@ -147,3 +148,4 @@ class _Timings:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Timings(), "template-timings")
+    config.pluginmanager.register(PartTimings(), "template-part-timings")
