@@ -390,11 +390,19 @@ class SharedEnvironments:
     taken, because a parallel worker is using it, takes a new slot instead of
     waiting: a sync from uv's cache costs seconds, a wait costs a whole suite.
     There are never more slots per set than parallel workers.
+
+    Fixed costs, paid per suite, are kept small. The lock file the first sync of a
+    dependency set resolves is reused by the next render of that set in this
+    session (a resolution revalidates ~260 packages against the index, ~5 s).
+    And bytecode is not compiled at install: Python writes the ``.pyc`` of what a
+    suite imports into the environment, once, for the later suites and servers.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        # uv.lock by dependency key, as resolved in this process (one pytest worker).
+        self._locks: dict[str, str] = {}
 
     @contextmanager
     def _free_slot(self, key: str) -> Iterator[Path]:
@@ -414,16 +422,22 @@ class SharedEnvironments:
     def synced(self, project_dir: Path) -> Iterator[SyncedEnvironment]:
         """Sync the project into a shared environment and hold that until the block ends."""
         key = dependency_key(project_dir / "pyproject.toml")
+        lock = project_dir / "uv.lock"
         with self._free_slot(key) as path:
-            # Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (as
-            # on CI machines), every server a suite starts would otherwise compile
-            # mlflow, sklearn and prefect again, about 8 s per start.
-            env = clean_env(
-                UV_PROJECT_ENVIRONMENT=str(path), UV_NO_PROGRESS="1", UV_COMPILE_BYTECODE="1"
-            )
+            env = clean_env(UV_PROJECT_ENVIRONMENT=str(path), UV_NO_PROGRESS="1")
+            # With PYTHONDONTWRITEBYTECODE set (as on CI machines) every server a suite
+            # starts would compile mlflow, sklearn and prefect again, ~8 s per start.
+            # Compiling the whole environment at sync instead (UV_COMPILE_BYTECODE)
+            # costs ~45 CPU-s per new environment and a check of its 37,000 files on
+            # every `uv sync` and `uv run`; the imported modules are far fewer.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            if key in self._locks and not lock.exists():
+                lock.write_text(self._locks[key], encoding="utf-8")
             started = time.perf_counter()
             run([tool("uv"), "sync"], cwd=project_dir, env=env, timeout=1800)
-            yield SyncedEnvironment(path.name, path, env, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._locks.setdefault(key, lock.read_text(encoding="utf-8"))
+            yield SyncedEnvironment(path.name, path, env, seconds)
 
 
 @dataclass(frozen=True)
