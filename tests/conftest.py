@@ -36,6 +36,16 @@ Shared environments
     (``uv cache dir`` prints it), so a warm machine downloads nothing and a new
     environment costs seconds.
 
+Distribution over xdist workers
+    A worker renders a combination once and keeps its tools' verdicts by content,
+    so the tests of one combination are collected next to each other
+    (``pytest_collection_modifyitems``) and the workers steal work from each other
+    (``--dist worksteal``, also when ``-n`` alone implies ``--dist load``, which
+    would deal the tests out one by one and make both workers render every
+    combination). A worker starts with a contiguous half of the items and a steal
+    takes the tail of a queue, so a combination is rendered by one worker, rarely
+    two.
+
 Timings
     Tests record durations with ``record_property("<what>_seconds", value)``; they
     are printed in a "timings" section at the end of the run (xdist included).
@@ -44,6 +54,7 @@ Timings
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +92,44 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if name in metafunc.fixturenames:
             matrix = make()
             metafunc.parametrize(name, matrix, ids=[c.id for c in matrix])
+
+
+def _combination_of(item: pytest.Item) -> Combination | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in ("combination", "cloud_combination"):
+        if isinstance(params.get(name), Combination):
+            return params[name]
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests without a combination first (the long ones are among them), then each
+    combination's tests together, in the order of ``combinations()``."""
+    order = {c.id: index for index, c in enumerate(combinations())}
+
+    def key(indexed: tuple[int, pytest.Item]) -> tuple[int, int, int]:
+        position, item = indexed
+        combination = _combination_of(item)
+        if combination is None:
+            return (0, 0, position)
+        return (1, order[combination.id], position)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+
+
+def _dist_given(config: pytest.Config) -> bool:
+    args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    return any(str(arg).startswith("--dist") or arg == "-d" for arg in args)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Work stealing for ``-n`` alone, which xdist would turn into ``--dist load``."""
+    if config.getvalue("dist") == "load" and not _dist_given(config):
+        from xdist.scheduler import WorkStealingScheduling
+
+        return WorkStealingScheduling(config, log)
+    return None
 
 
 @pytest.fixture(scope="session")
