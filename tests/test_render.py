@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import tempfile
@@ -45,8 +46,12 @@ NOT_JINJA = [
 
 
 def _text(path: Path) -> str | None:
+    return _decoded(path.read_bytes())
+
+
+def _decoded(content: bytes) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return content.decode("utf-8")
     except UnicodeDecodeError:
         return None  # binary: nothing of the template's syntax can hide in it
 
@@ -163,35 +168,64 @@ def compose_services(project: Path) -> set[str]:
 
 def leaks(project: Path, template_repo: Path) -> list[str]:
     """Lines that name the rendering machine, a developer's paths, or a real host."""
-    this_render = {str(ROOT), str(template_repo), str(project)}
-    this_user = {str(Path.home()), tempfile.gettempdir()} - {"/"}
-    hostname = socket.gethostname()
-    services = compose_services(project)
+    machine = (str(ROOT), str(template_repo))
+    services = frozenset(compose_services(project))
     found = []
     for relative in project_files(project):
-        text = _text(project / relative)
-        if text is None:
-            continue
-        in_container = any(
-            pattern.search(relative.as_posix()) for pattern in (CONTAINER_FILE, KUBERNETES_FILE)
-        )
+        content = (project / relative).read_bytes()
+        name = relative.as_posix()
+        found += _file_leaks(name, hashlib.sha256(content).digest(), content, machine, services)
+        # The project's own path is the one input that differs per render.
+        text = _decoded(content)
+        if text is not None and str(project) in text:
+            found += [
+                f"{relative}:{number}: {line.strip()}  <- local path {project}"
+                for number, line in enumerate(text.splitlines(), start=1)
+                if _contains_path(line, str(project)) and not _answers_source(name, line)
+            ]
+    return found
+
+
+def _answers_source(name: str, line: str) -> bool:
+    # Copier records where the template came from: it needs that to update.
+    return name == ".copier-answers.yml" and line.startswith("_src_path:")
+
+
+# A file's leaks but the project's own path, by its name and the hash of its
+# content: most files are the same in many combinations, and scanning them line by
+# line again would cost seconds per render. ``content`` is not part of the key.
+_LEAKS: dict[tuple[str, bytes, tuple[str, ...], frozenset[str]], list[str]] = {}
+
+
+def _file_leaks(
+    name: str, digest: bytes, content: bytes, machine: tuple[str, ...], services: frozenset[str]
+) -> list[str]:
+    key = (name, digest, machine, services)
+    if key in _LEAKS:
+        return _LEAKS[key]
+    text = _decoded(content)
+    found: list[str] = []
+    if text is not None:
+        this_user = {str(Path.home()), tempfile.gettempdir()} - {"/"}
+        hostname = socket.gethostname()
+        in_container = any(pattern.search(name) for pattern in (CONTAINER_FILE, KUBERNETES_FILE))
+        paths = set(machine) if in_container else set(machine) | this_user
         for number, line in enumerate(text.splitlines(), start=1):
-            # Copier records where the template came from: it needs that to update.
-            if relative.as_posix() == ".copier-answers.yml" and line.startswith("_src_path:"):
+            if _answers_source(name, line):
                 continue
-            paths = this_render if in_container else this_render | this_user
             reasons = [f"local path {path}" for path in paths if _contains_path(line, path)]
             if not in_container and (local := LOCAL_PATH.search(line)):
                 reasons.append(f"local path {local[0]}")
             if len(hostname) > 3 and re.search(rf"\b{re.escape(hostname)}\b", line):
                 reasons.append(f"this machine's name {hostname}")
-            reasons += [r for m in URL.finditer(line) if (r := _url_leak(m, services))]
+            reasons += [r for m in URL.finditer(line) if (r := _url_leak(m, set(services)))]
             reasons += [
                 f"IP address {ip}"
                 for ip in IPV4.findall(URL.sub("", line))
                 if not _placeholder_host(ip) and not ip.startswith("127.")
             ]
-            found += [f"{relative}:{number}: {line.strip()}  <- {reason}" for reason in reasons]
+            found += [f"{name}:{number}: {line.strip()}  <- {reason}" for reason in reasons]
+    _LEAKS[key] = found
     return found
 
 
@@ -370,9 +404,23 @@ WORKFLOW_SETTING = re.compile(r"^\s*(id-token: (write|read|none)|token_format: a
 def secrets(project: Path) -> list[str]:
     found = []
     for relative in project_files(project):
-        text = _text(project / relative)
-        if text is None:
-            continue
+        content = (project / relative).read_bytes()
+        found += _file_secrets(relative.as_posix(), hashlib.sha256(content).digest(), content)
+    return found
+
+
+# A file's findings by its name and the hash of its content (``content`` is not
+# part of the key): the same file recurs in many combinations.
+_SECRETS: dict[tuple[str, bytes], list[str]] = {}
+
+
+def _file_secrets(name: str, digest: bytes, content: bytes) -> list[str]:
+    if (name, digest) in _SECRETS:
+        return _SECRETS[(name, digest)]
+    text = _decoded(content)
+    relative = PurePosixPath(name)
+    found = []
+    if text is not None:
         if relative.parts[:2] == (".github", "workflows"):
             lines = text.splitlines()
             text = "\n".join("" if WORKFLOW_SETTING.match(line) else line for line in lines)
@@ -386,6 +434,7 @@ def secrets(project: Path) -> list[str]:
                 not PLACEHOLDER_VALUE.match(value.strip()) for value in values
             ):
                 found.append(f"{relative}:{number}: {line.strip()}")
+    _SECRETS[(name, digest)] = found
     return found
 
 
