@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -130,6 +131,10 @@ def connect(settings: Settings) -> MlflowClient:
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri or settings.mlflow_tracking_uri)
+    # MLflow reads its download mode from the environment only (Settings.artifact_direct_download).
+    os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = str(
+        settings.artifact_direct_download
+    ).lower()
     if mlflow.get_experiment_by_name(settings.experiment_name) is None:
         mlflow.create_experiment(
             settings.experiment_name, artifact_location=settings.mlflow_artifact_location
