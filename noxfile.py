@@ -1,5 +1,5 @@
 """Tasks of the template repository: `nox -s lint`, `nox -s tests`, `nox -s docs`, `nox -s demo`,
-`nox -s bench`.
+`nox -s bench`, `nox -s containers`.
 
 Each session installs one dependency group of pyproject.toml into its own
 environment (uv when present). `nox` alone runs lint and tests.
@@ -24,7 +24,7 @@ nox.options.sessions = ["lint", "tests"]
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 DEMO_DIR = ROOT / "build" / "demo"
-PYTHON_SOURCES = ["extensions", "tests", "bench", "migrations", "noxfile.py"]
+PYTHON_SOURCES = ["extensions", "tests", "bench", "migrations", "containers", "noxfile.py"]
 
 
 # Servers and checkers the tests run for real, by the Debian package that has them.
@@ -184,3 +184,24 @@ def bench(session: nox.Session) -> None:
     install_group(session, "render")
     project_env = {"VIRTUAL_ENV": None, "UV_PROJECT_ENVIRONMENT": None}
     session.run("python", "bench/run.py", *session.posargs, env=project_env)
+
+
+@nox.session
+def containers(session: nox.Session) -> None:
+    """Rendered projects' compose stacks for real (containers/README.md): images from their
+    Dockerfiles, `make up`, `make train`, runtime checks, down/up, the stack suite in compose
+    mode. Uses a Docker engine when one answers, else sets podman up (root, Debian).
+
+    Arguments after `--` go to containers/harness.py, e.g.
+    `nox -s containers -- --combination cloud=aws,team_size=growth,feature_store=true`.
+    """
+    if shutil.which("make") is None:
+        session.error("the harness runs the projects' Makefiles: apt-get install make")
+    install_group(session, "render")
+    # The rendered projects' own environments: uv's, not this session's.
+    session.run(
+        "python",
+        str(ROOT / "containers" / "harness.py"),
+        *session.posargs,
+        env={"VIRTUAL_ENV": None, "UV_PROJECT_ENVIRONMENT": None},
+    )
