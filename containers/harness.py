@@ -233,7 +233,9 @@ class Project:
         return found
 
 
-def render(answers: dict[str, object], destination: Path, engine: Engine) -> Project:
+def render(
+    answers: dict[str, object], destination: Path, engine: Engine, template: Path
+) -> Project:
     data = [
         f"--data={k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in answers.items()
     ]
@@ -247,7 +249,7 @@ def render(answers: dict[str, object], destination: Path, engine: Engine) -> Pro
             "--vcs-ref=HEAD",
             "--quiet",
             *data,
-            str(ROOT),
+            str(template),
             str(destination),
         ]
     )
@@ -427,11 +429,11 @@ def image_size_mb(engine: Engine, image: str) -> int:
 
 
 def one_project(
-    answers: dict[str, object], workdir: Path, engine: Engine, timings: Timings
+    answers: dict[str, object], workdir: Path, engine: Engine, timings: Timings, template: Path
 ) -> tuple[int, int, float]:
     name = "-".join(str(v) for v in answers.values())
     with timings.step(f"{name}: render + uv lock"):
-        project = render(answers, workdir / name, engine)
+        project = render(answers, workdir / name, engine, template)
     config = workdir / f"{name}.compose.json"
     config.write_text(project.compose("config", "--format", "json"))
     with health_driver(engine, [config], workdir / f"{name}.healthcheck.log"):
@@ -495,6 +497,9 @@ def main(argv: list[str]) -> int:
         help="answers, e.g. cloud=aws,team_size=growth,feature_store=true",
     )
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--template", type=Path, default=ROOT, help="the template to render (this checkout)"
+    )
     args = parser.parse_args(argv)
     combos = args.combination or list(COVERING_SET)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="containers-"))
@@ -506,7 +511,7 @@ def main(argv: list[str]) -> int:
         if engine.podman is not None:
             build_standins(engine, timings)
         for answers in combos:
-            sizes.append(one_project(answers, workdir, engine, timings))
+            sizes.append(one_project(answers, workdir, engine, timings, args.template))
     finally:
         teardown(engine)
         print("\ntimings (a shared machine: wall clock is noisy)\n" + timings.table(), flush=True)
