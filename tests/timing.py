@@ -26,10 +26,15 @@ class PartTimings:
         self.started = time.monotonic()
         self.by_test: dict[str, float] = {}
         self.part_of: dict[str, str] = {}
+        self.summaries: list[tuple[str, str]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Called in the xdist controller for every worker's reports as well.
         self.by_test[report.nodeid] = self.by_test.get(report.nodeid, 0.0) + report.duration
+        # A slow part's one-line result (the container harness's image sizes and start-up).
+        self.summaries += [
+            (report.nodeid, str(v)) for k, v in report.user_properties if k == "summary"
+        ]
         if report.nodeid not in self.part_of:
             slow = "slow" in report.keywords
             function = report.nodeid.split("::", 1)[-1].split("[", 1)[0]
@@ -51,6 +56,8 @@ class PartTimings:
             )
         total = sum(self.by_test.values())
         wall = time.monotonic() - self.started
+        for nodeid, line in sorted(self.summaries):
+            terminalreporter.write_line(f"{nodeid}: {line}")
         terminalreporter.write_line(
             f"{'all items':<48} {len(self.by_test):>6} {total:>9.0f}   wall clock {wall:.0f} s"
         )
