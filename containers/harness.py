@@ -97,6 +97,14 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        return False
+
+
 def http_json(url: str, body: object | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -326,7 +334,7 @@ def check_restart_policy(project: Project) -> float:
         return bool(count > before and state["Running"] and health == "healthy")
 
     wait_for(back, "the killed service container restarted and healthy", 180)
-    wait_for(lambda: http_json("http://127.0.0.1:3000/readyz") is not None, "service ready", 120)
+    wait_for(lambda: http_ok("http://127.0.0.1:3000/readyz"), "service ready", 120)
     return time.monotonic() - started
 
 
@@ -448,7 +456,7 @@ def one_project(
             with timings.step(f"{name}: make train + service ready"):
                 project.make("train")
                 wait_for(
-                    lambda: bool(http_json("http://127.0.0.1:3000/readyz")),
+                    lambda: http_ok("http://127.0.0.1:3000/readyz"),
                     "the service serving the champion",
                     180,
                 )
@@ -462,7 +470,7 @@ def one_project(
                 project.make("up")
             up_warm = time.monotonic() - started
             wait_for(
-                lambda: bool(http_json("http://127.0.0.1:3000/readyz")),
+                lambda: http_ok("http://127.0.0.1:3000/readyz"),
                 "the service serving the champion again",
                 180,
             )
