@@ -32,6 +32,8 @@ def _covering_set() -> tuple[dict[str, object], ...]:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up while the class is built.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return tuple(module.COVERING_SET)
 
