@@ -447,7 +447,7 @@ def one_project(
     with health_driver(engine, [config], workdir / f"{name}.healthcheck.log"):
         try:
             started = time.monotonic()
-            with timings.step(f"{name}: make up (cold: images built)"):
+            with timings.step(f"{name}: make up (first: builds the images)"):
                 project.make("up")
             up_cold = time.monotonic() - started
             with timings.step(f"{name}: runtime checks"):
