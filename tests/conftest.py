@@ -55,11 +55,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from helpers import (
     FUZZ_PAIRS,
@@ -132,10 +134,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return None
 
 
+def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run shares (the base temp dir without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template's working tree, committed into a throwaway git repository."""
-    return copy_working_tree(tmp_path_factory.mktemp("template"))
+    """The template's working tree, committed into a throwaway git repository.
+
+    One per run, shared by the workers: their renders are then byte-identical
+    (``_src_path`` and ``_commit`` included), so one worker's render serves all.
+    """
+    root = _run_root(tmp_path_factory)
+    repo, ready = root / "template", root / "template.ready"
+    with FileLock(root / "template.lock"):
+        if not ready.exists():
+            shutil.rmtree(repo, ignore_errors=True)
+            copy_working_tree(repo)
+            ready.touch()
+    return repo
 
 
 @pytest.fixture(scope="session")
@@ -155,18 +174,49 @@ def render(copie_session: Any, template_repo: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def _rendered_projects() -> dict[str, Path]:
-    return {}
+def render_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where ``rendered`` keeps each combination's render: one directory per combination id."""
+    cache = _run_root(tmp_path_factory) / "renders"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def rendered(render: Callable[..., Path], render_cache: Path) -> Callable[[Combination], Path]:
+    """The project rendered for a combination, once per run for all workers. Read only.
+
+    The static checks, the generated suites' group members and the suites that
+    start services all need the same renders; a render costs about 1.3 CPU-s, and
+    216 of them were made twice. The first worker to ask renders under a file
+    lock and moves the result into place; the rest read it.
+    """
+
+    def _rendered(combination: Combination) -> Path:
+        target = render_cache / combination.id
+        if not target.exists():
+            with FileLock(render_cache / f"{combination.id}.lock"):
+                if not target.exists():
+                    render(combination.data).rename(target)
+        return target
+
+    return _rendered
+
+
+@pytest.fixture(scope="session")
+def render_copy(rendered: Callable[[Combination], Path]) -> Callable[[Combination, Path], Path]:
+    """A writable copy of a combination's render (for syncing and running its suite)."""
+
+    def _copy(combination: Combination, destination: Path) -> Path:
+        shutil.copytree(rendered(combination), destination, symlinks=True)
+        return destination
+
+    return _copy
 
 
 @pytest.fixture
-def project(
-    combination: Combination, render: Callable[..., Path], _rendered_projects: dict[str, Path]
-) -> Path:
-    """The project rendered for ``combination``, once per session. Read it, never write to it."""
-    if combination.id not in _rendered_projects:
-        _rendered_projects[combination.id] = render(combination.data)
-    return _rendered_projects[combination.id]
+def project(combination: Combination, rendered: Callable[[Combination], Path]) -> Path:
+    """The project rendered for ``combination``, once per run. Read it, never write to it."""
+    return rendered(combination)
 
 
 @pytest.fixture(scope="session")

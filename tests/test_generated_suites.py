@@ -35,15 +35,18 @@ if TYPE_CHECKING:
 @pytest.mark.slow
 def test_generated_suite_passes(
     suite_group: SuiteGroup,
-    render: Callable[..., Path],
+    rendered: Callable[[Combination], Path],
+    render_copy: Callable[[Combination, Path], Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
+    tmp_path: Path,
 ) -> None:
     """Every combination of the group renders the same suite, which then runs and passes."""
-    # Renders of their own: syncing and testing write into the project.
-    projects = {member.id: render(member.data) for member in suite_group.members}
+    projects = {member.id: rendered(member) for member in suite_group.members}
     files = {member_id: suite_files(path) for member_id, path in projects.items()}
-    first, project = next(iter(projects.items()))
+    first = suite_group.members[0].id
+    # A copy of its own: syncing and testing write into the project.
+    project = render_copy(suite_group.members[0], tmp_path / first)
     differing = sorted(
         {
             name
@@ -74,13 +77,14 @@ def test_generated_suite_passes(
 @pytest.mark.slow
 def test_generated_stack_suite_passes(
     stack_combination: Combination,
-    render: Callable[..., Path],
+    render_copy: Callable[[Combination, Path], Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
+    tmp_path: Path,
 ) -> None:
     """The same project against real services started from local binaries on loopback:
     PostgreSQL, Redis, an S3 API, mlflow server, prefect server, Prometheus, Pushgateway."""
-    project = render(stack_combination.data)
+    project = render_copy(stack_combination, tmp_path / stack_combination.id)
 
     # No Docker engine in CI: the suite takes its local-binaries path (say so, so a
     # machine with an engine still tests the path CI does).
@@ -103,13 +107,14 @@ def test_generated_stack_suite_passes(
 @pytest.mark.slow
 def test_generated_fuzz_suite_passes(
     fuzz_combination: Combination,
-    render: Callable[..., Path],
+    render_copy: Callable[[Combination, Path], Path],
     shared_envs: SharedEnvironments,
     record_property: Callable[[str, object], None],
+    tmp_path: Path,
 ) -> None:
     """The running service under schemathesis fuzzing (over 1,000 generated requests, no 5xx)
     and a bounded load run (16 clients for 10 s, no errors)."""
-    project = render(fuzz_combination.data)
+    project = render_copy(fuzz_combination, tmp_path / fuzz_combination.id)
 
     suite = run_generated_suite(shared_envs, project, "-m", "fuzz", "-s")
 

@@ -123,15 +123,9 @@ def cloud_combination(request: pytest.FixtureRequest) -> Combination:
 
 
 @pytest.fixture
-def infra(
-    cloud_combination: Combination,
-    render: Callable[..., Path],
-    _rendered_projects: dict[str, Path],
-) -> Path:
-    """infra/ of the project rendered for a cloud combination (renders shared with the session)."""
-    if cloud_combination.id not in _rendered_projects:
-        _rendered_projects[cloud_combination.id] = render(cloud_combination.data)
-    return _rendered_projects[cloud_combination.id] / "infra"
+def infra(cloud_combination: Combination, rendered: Callable[[Combination], Path]) -> Path:
+    """infra/ of the project rendered for a cloud combination (renders shared with the run)."""
+    return rendered(cloud_combination) / "infra"
 
 
 def unquote(text: str) -> str:
@@ -429,9 +423,10 @@ def scan(trees: dict[str, Path], cache: Path) -> float:
 class CheckovReports:
     """checkov's report per tree, cached on disk and shared by the session's xdist workers."""
 
-    def __init__(self, cache: Path, rendered: dict[str, Path]) -> None:
+    def __init__(self, cache: Path, renders: Path) -> None:
         self.cache = cache
-        self.rendered = rendered
+        # The run's shared renders (conftest's ``rendered``): complete once they are there.
+        self.renders = renders
 
     def report(self, infra: Path) -> tuple[dict[str, Any], dict[str, float]]:
         """The report of one tree, and what scanning it cost if this call scanned."""
@@ -439,8 +434,8 @@ class CheckovReports:
         cost: dict[str, float] = {}
         with FileLock(self.cache / "scan.lock"):
             if not report_path.exists():
-                # Every tree this worker has rendered and nobody has scanned yet, in one run.
-                rendered = [p / "infra" for p in self.rendered.values() if (p / "infra").is_dir()]
+                # Every tree rendered so far and not scanned yet, in one run.
+                rendered = [p / "infra" for p in self.renders.iterdir() if (p / "infra").is_dir()]
                 trees = {tree_key(tree): tree for tree in [infra, *rendered]}
                 pending = {k: v for k, v in trees.items() if not self.path(k).exists()}
                 cost = {"checkov_seconds": scan(pending, self.cache), "checkov_trees": len(pending)}
@@ -452,15 +447,11 @@ class CheckovReports:
 
 
 @pytest.fixture(scope="session")
-def checkov_reports(
-    tmp_path_factory: pytest.TempPathFactory, _rendered_projects: dict[str, Path]
-) -> CheckovReports:
-    # xdist workers have their own basetemp under one directory per run: share that.
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    cache = root / "checkov-reports"
+def checkov_reports(render_cache: Path) -> CheckovReports:
+    # Beside the run's shared renders, which every xdist worker sees.
+    cache = render_cache.parent / "checkov-reports"
     cache.mkdir(exist_ok=True)
-    return CheckovReports(cache, _rendered_projects)
+    return CheckovReports(cache, render_cache)
 
 
 def test_checkov_passes_with_every_skip_explained(
