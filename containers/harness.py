@@ -413,7 +413,7 @@ def stack_suite(project: Project) -> None:
         if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH")
     }
     env["STACK_MODE"] = "compose"
-    run(
+    output = run(
         [
             "uv",
             "run",
@@ -429,6 +429,8 @@ def stack_suite(project: Project) -> None:
         cwd=project.path,
         env=env,
     )
+    # The slowest tests and the summary line: where the suite's time goes.
+    print(output[-3000:], flush=True)
 
 
 def image_size_mb(engine: Engine, image: str) -> int:
