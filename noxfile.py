@@ -41,6 +41,10 @@ SYSTEM_TOOLS = {
     "docker-compose": "docker-compose",
     # Azure projects' tests run Azurite, an npm package, through npx.
     "npx": "npm",
+    # The container harness (tests/test_containers.py): the projects' Makefiles, and the
+    # Debian 13 tree podman 5 runs from when no Docker engine answers (containers/).
+    "make": "make",
+    "mmdebstrap": "mmdebstrap",
 }
 
 
