@@ -11,8 +11,9 @@ default: the covering set below) the harness renders the project, then:
 3. ``make train``, waits for the service to serve the champion, and scores a few rows;
 4. ``docker compose down`` then ``make up``: the registered versions, runs, artifacts,
    feature values and logged predictions are all still there;
-5. ``docker compose down --volumes``, then the project's stack suite with
-   ``STACK_MODE=compose`` (it starts and removes its own stack).
+5. the project's stack suite with ``STACK_MODE=compose`` attached to that running
+   stack (``STACK_COMPOSE_PROJECT``: the same containers, no second ``up``), then
+   ``docker compose down --volumes``.
 
 The engine: Docker when one answers; otherwise podman, set up by setup-engine.sh (as
 root, on Debian), with the stand-in images of build-standins.sh and the health-check
@@ -30,10 +31,12 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -279,6 +282,24 @@ def render(
     return Project(destination, answers, engine, slug[1])
 
 
+def route_alerts_to_this_machine(project: Project) -> None:
+    """Alertmanager (tiers that route alerts) posts to a free port on this machine, where
+    the stack suite's receiver listens when it attaches to the running stack."""
+    env = project.path / ".env"
+    lines = env.read_text().splitlines()
+    if not any(line.startswith("ALERT_WEBHOOK_URL=") for line in lines):
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://host.docker.internal:{port}/alerts"
+    lines = [
+        f"ALERT_WEBHOOK_URL={url}" if line.startswith("ALERT_WEBHOOK_URL=") else line
+        for line in lines
+    ]
+    env.write_text("\n".join(lines) + "\n")
+
+
 def check_not_root(project: Project) -> None:
     """Every running container's main process runs as a non-root user (read in /proc)."""
     for service, cid in project.containers().items():
@@ -406,13 +427,15 @@ def score(project: Project, count: int = 5) -> None:
         assert 0.0 <= answer["probability"] <= 1.0, answer
 
 
-def stack_suite(project: Project) -> None:
+def stack_suite(project: Project, compose_project: str) -> None:
+    """The project's stack suite against the running stack (its fixtures attach to it)."""
     env = {
         k: v
         for k, v in project.engine.env.items()
         if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH")
     }
     env["STACK_MODE"] = "compose"
+    env["STACK_COMPOSE_PROJECT"] = compose_project
     output = run(
         [
             "uv",
@@ -444,8 +467,10 @@ def one_project(
     name = "-".join(str(v) for v in answers.values())
     with timings.step(f"{name}: render + uv lock"):
         project = render(answers, workdir / name, engine, template)
+    route_alerts_to_this_machine(project)
     config = workdir / f"{name}.compose.json"
     config.write_text(project.compose("config", "--format", "json"))
+    compose_project = json.loads(config.read_text())["name"]
     with health_driver(engine, [config], workdir / f"{name}.healthcheck.log"):
         try:
             started = time.monotonic()
@@ -480,10 +505,10 @@ def one_project(
             for key, value in before.items():
                 assert after[key] == value, f"{key} changed across down/up: {value} -> {after[key]}"
             print(f"    kept across down/up: {', '.join(before)}", flush=True)
+            with timings.step(f"{name}: stack suite (STACK_MODE=compose, attached)"):
+                stack_suite(project, compose_project)
         finally:
             project.compose("down", "--volumes", "--remove-orphans")
-        with timings.step(f"{name}: stack suite (STACK_MODE=compose)"):
-            stack_suite(project)
     service = image_size_mb(engine, f"{project.slug}-service:local")
     jobs = image_size_mb(engine, f"{project.slug}-jobs:local")
     print(f"{name}: stack start-up {up_cold:.1f} s cold, {up_warm:.1f} s warm", flush=True)
@@ -517,19 +542,37 @@ def main(argv: list[str]) -> int:
     timings = Timings()
     engine = setup_engine(timings, sorted({workdir.resolve(), ROOT, Path(tempfile.gettempdir())}))
     sizes: list[tuple[int, int, float]] = []
+    summaries: list[str] = []
     try:
         if engine.podman is not None:
             build_standins(engine, timings)
+        # Every combination runs, whatever the one before did: one failure hides no other.
         for answers in combos:
-            sizes.append(one_project(answers, workdir, engine, timings, args.template))
+            name = "-".join(str(v) for v in answers.values())
+            first = len(timings.rows)
+            try:
+                sizes.append(one_project(answers, workdir, engine, timings, args.template))
+                verdict = "passed"
+            except Exception as error:  # reported below, and in the exit status
+                traceback.print_exc()
+                verdict = f"FAILED ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            steps = ", ".join(
+                f"{step.split(': ', 1)[-1]} {seconds:.0f} s"
+                for step, seconds in timings.rows[first:]
+            )
+            summaries.append(f"combination {name}: {verdict}; {steps}")
     finally:
         teardown(engine)
         print("\ntimings (a shared machine: wall clock is noisy)\n" + timings.table(), flush=True)
-    service = max(s for s, _, _ in sizes)
-    jobs = max(j for _, j, _ in sizes)
-    startup = max(w for _, _, w in sizes)
-    print(f"images: service {service} MB, jobs {jobs} MB; stack start-up {startup:.1f} s (warm)")
-    return 0
+        print("\n".join(summaries), flush=True)
+    if sizes:
+        service = max(s for s, _, _ in sizes)
+        jobs = max(j for _, j, _ in sizes)
+        startup = max(w for _, _, w in sizes)
+        print(
+            f"images: service {service} MB, jobs {jobs} MB; stack start-up {startup:.1f} s (warm)"
+        )
+    return 0 if len(sizes) == len(combos) else 1
 
 
 if __name__ == "__main__":
