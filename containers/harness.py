@@ -385,23 +385,43 @@ def snapshot(project: Project) -> dict[str, object]:
         if champion["source"].startswith("mlflow-artifacts:")
         else "",
     )
-    values = project.env_values()
-    psql = ["exec", "-T", "postgres", "psql", "-U", values["POSTGRES_USER"], "-At"]
-    predictions = project.compose(
-        *psql, "-d", "monitoring", "-c", "SELECT count(*), max(request_id) FROM inference_log"
-    ).strip()
     state: dict[str, object] = {
         "model versions": sorted((v["name"], v["version"], v["run_id"]) for v in versions),
         "runs": run_ids,
         "champion artifacts": listing,
-        "logged predictions": predictions,
     }
     if project.answers.get("feature_store"):
+        # Three served predictions: the service logs them within seconds (see settled_log).
         state["feature values"] = [
             http_json("http://127.0.0.1:3000/predict", {"customer_id": c})["probability"]
             for c in (1000, 1001, 1002)
         ]
     return state
+
+
+def logged_predictions(project: Project) -> tuple[int, str]:
+    """The inference log's row count and latest request id, read in PostgreSQL."""
+    values = project.env_values()
+    psql = ["exec", "-T", "postgres", "psql", "-U", values["POSTGRES_USER"], "-At"]
+    count, _, latest = (
+        project.compose(
+            *psql, "-d", "monitoring", "-c", "SELECT count(*), max(request_id) FROM inference_log"
+        )
+        .strip()
+        .partition("|")
+    )
+    return int(count), latest
+
+
+def settled_log(project: Project, at_least: int) -> tuple[int, str]:
+    """The log once the service has written every prediction it served: it writes in
+    batches, and `down` would write the rest only at its clean stop."""
+    wait_for(
+        lambda: logged_predictions(project)[0] >= at_least,
+        f"{at_least} predictions in the inference log",
+        60,
+    )
+    return logged_predictions(project)
 
 
 def _walk(base: str, path: str) -> list[tuple[str, int]]:
@@ -490,7 +510,10 @@ def one_project(
                 score(project)
             with timings.step(f"{name}: kill service, restart policy"):
                 check_restart_policy(project)
+            logged_start = logged_predictions(project)[0]
             before = snapshot(project)
+            served = 3 if project.answers.get("feature_store") else 0
+            logged_before = settled_log(project, logged_start + served)
             project.compose("down")
             started = time.monotonic()
             with timings.step(f"{name}: make up (warm, after down)"):
@@ -501,10 +524,16 @@ def one_project(
                 "the service serving the champion again",
                 180,
             )
+            # Read before this snapshot serves anything new.
+            logged_after = logged_predictions(project)
+            assert logged_after == logged_before, (
+                f"logged predictions changed across down/up: {logged_before} -> {logged_after}"
+            )
             after = snapshot(project)
             for key, value in before.items():
                 assert after[key] == value, f"{key} changed across down/up: {value} -> {after[key]}"
-            print(f"    kept across down/up: {', '.join(before)}", flush=True)
+            kept = ", ".join([*before, "logged predictions"])
+            print(f"    kept across down/up: {kept}", flush=True)
             with timings.step(f"{name}: stack suite (STACK_MODE=compose, attached)"):
                 stack_suite(project, compose_project)
         finally:
