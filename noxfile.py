@@ -131,8 +131,16 @@ def tests(session: nox.Session) -> None:
     # Two workers: a generated suite spends much of its time waiting on servers
     # it starts, so on 2 cores the whole matrix runs about 1.7x faster. Work
     # stealing keeps the slow tests from queueing behind one worker.
+    default = ["-n", "2", "--dist", "worksteal", "-m", "not containers"]
+    if not session.posargs:
+        # Said on every run, not skipped in silence: the compose stacks are not in CI yet.
+        session.log(
+            "not run here: the compose stacks (-m containers; `nox -s containers`). Their "
+            "covering set does not pass on every cloud yet and needs ~10 min a combination; "
+            "CI's 40-minute budget cannot hold it yet (containers/README.md)."
+        )
     with steps("pytest (its parts: the 'time by part' table)"):
-        session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "worksteal"]))
+        session.run("pytest", *(session.posargs or default))
 
 
 @nox.session
