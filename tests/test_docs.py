@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 DOCS = ROOT / "docs"
+# Files outside docs/ that pages include whole (`--8<-- "path"`).
+SNIPPETS = sorted(
+    {
+        m
+        for page in DOCS.rglob("*.md")
+        for m in re.findall(r'^--8<-- "([^"]+)"', page.read_text(encoding="utf-8"), re.M)
+    }
+)
 
 
 def build(project_root: Path, site: Path) -> subprocess.CompletedProcess[str]:
@@ -61,6 +69,10 @@ def test_strict_build_fails_on(tmp_path: Path, mistake: str) -> None:
     copy = tmp_path / "repo"
     shutil.copytree(DOCS, copy / "docs")
     shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    # Pages include files from outside docs/ (pymdownx.snippets, base path the root).
+    for included in SNIPPETS:
+        (copy / included).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / included, copy / included)
     target = copy / "docs" / page
     existing = target.read_text(encoding="utf-8") if target.exists() else ""
     target.write_text(existing + appended, encoding="utf-8")
