@@ -49,9 +49,10 @@ SYSTEM_TOOLS = {
 
 
 class StepTimer:
-    """Times a session's steps and prints them as a table when the session ends.
+    """Times a session's steps; after each one, logs every step so far on one line.
 
-    CI runs against a time budget; a failed step still gets its row.
+    CI runs against a time budget; a failed step still gets its row, and the last
+    line is the whole table.
     """
 
     def __init__(self, session: nox.Session) -> None:

@@ -48,12 +48,9 @@ LEAKY_ENV = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME", "UV_PROJ
 # ---------------------------------------------------------------------------
 
 
-@functools.cache
-def extension_module() -> Any:
-    """extensions/mlops.py, imported the way copier loads it (by path: it is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "mlops_extension", ROOT / "extensions" / "mlops.py"
-    )
+def module_from_path(name: str, path: Path) -> Any:
+    """Import a Python file that is not in a package (a script, copier's extension)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -61,6 +58,12 @@ def extension_module() -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def extension_module() -> Any:
+    """extensions/mlops.py, imported the way copier loads it (by path: it is not a package)."""
+    return module_from_path("mlops_extension", ROOT / "extensions" / "mlops.py")
 
 
 def copier_questions() -> dict[str, dict[str, Any]]:

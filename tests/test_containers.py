@@ -10,7 +10,6 @@ pytest, `nox -s containers`) from overlapping.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -21,24 +20,15 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from helpers import ROOT
+from helpers import ROOT, module_from_path
 
 HARNESS = ROOT / "containers" / "harness.py"
 LOCK = Path(tempfile.gettempdir()) / "mlops-patterns-containers.lock"
 
 
-def _covering_set() -> tuple[dict[str, object], ...]:
-    spec = importlib.util.spec_from_file_location("containers_harness", HARNESS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered first: dataclasses look their module up while the class is built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return tuple(module.COVERING_SET)
-
-
-COVERING_SET = _covering_set()
+COVERING_SET: tuple[dict[str, object], ...] = tuple(
+    module_from_path("containers_harness", HARNESS).COVERING_SET
+)
 
 
 def test_the_covering_set_covers_every_cloud_tier_and_feature_store_answer() -> None:
