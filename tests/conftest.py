@@ -9,10 +9,10 @@ The answer space
     ``suite_group`` runs once per group of combinations that differ only in answers
     a generated suite cannot see (the rollout strategy, which only the deployments'
     configuration carries): each member is rendered and must carry the same suite,
-    which then runs once. The suites
-    that start services (stack, fuzz) take ``stack_combination`` /
-    ``fuzz_combination`` instead: covering sets in which every value pair of the
-    questions their services depend on occurs (``helpers.covering``).
+    which then runs once. The suites that start services (stack, fuzz) run on
+    covering sets, in which every value pair of the questions their services
+    depend on occurs (``helpers.covering``): in the same pytest run as the default
+    suite of each group that holds a member of the set.
 
 What is rendered
     The working tree, uncommitted changes included. At the start of a session the
@@ -46,6 +46,11 @@ Distribution over xdist workers
     takes the tail of a queue, so a combination is rendered by one worker, rarely
     two.
 
+Prefect
+    Every generated suite's flows run on one ``prefect server`` for the whole run
+    (``prefect_server``), started by the first suite that needs it and stopped by
+    the run's controller, instead of Prefect's temporary server once per suite.
+
 Timings
     Tests record durations with ``record_property("<what>_seconds", value)``; they
     are printed in a "timings" section at the end of the run (xdist included).
@@ -63,15 +68,13 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
+import prefect_server
 from helpers import (
-    FUZZ_PAIRS,
     ROOT,
-    STACK_PAIRS,
     Combination,
     SharedEnvironments,
     combinations,
     copy_working_tree,
-    covering,
     suite_groups,
 )
 from timing import PartTimings
@@ -81,15 +84,8 @@ ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generat
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # `combination`: the whole answer space. `suite_group`: the same, grouped by the
-    # generated suite each renders (helpers.suite_groups). `stack_combination`,
-    # `fuzz_combination`: the covering sets of the suites that start services (see
-    # helpers.covering).
-    sets = {
-        "combination": combinations,
-        "suite_group": suite_groups,
-        "stack_combination": lambda: covering(STACK_PAIRS),
-        "fuzz_combination": lambda: covering(FUZZ_PAIRS),
-    }
+    # generated suite each renders (helpers.suite_groups).
+    sets = {"combination": combinations, "suite_group": suite_groups}
     for name, make in sets.items():
         if name in metafunc.fixturenames:
             matrix = make()
@@ -248,3 +244,9 @@ class _Timings:
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Timings(), "template-timings")
     config.pluginmanager.register(PartTimings(), "template-part-timings")
+    # Before xdist starts its workers, which inherit where the server will be.
+    prefect_server.begin_run()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prefect_server.end_run()

@@ -27,6 +27,8 @@ import pytest
 import yaml
 from filelock import FileLock, Timeout
 
+import prefect_server
+
 ROOT = Path(__file__).resolve().parents[1]
 COPIER_YML = ROOT / "copier.yml"
 README = ROOT / "README.md"
@@ -214,6 +216,8 @@ def suite_fingerprint(files: Mapping[str, str]) -> str:
 # the cloud changes nothing). Every combination still runs its default suite.
 STACK_PAIRS = (("cloud", "feature_store"), ("team_size", "feature_store"))
 FUZZ_PAIRS = (("team_size", "feature_store"),)
+# The generated suite's markers for them, which its default run leaves out.
+SERVICE_SUITES = {"stack": STACK_PAIRS, "fuzz": FUZZ_PAIRS}
 
 
 def covering(pairs: Sequence[tuple[str, str]]) -> list[Combination]:
@@ -248,6 +252,26 @@ def covering(pairs: Sequence[tuple[str, str]]) -> list[Combination]:
 # ---------------------------------------------------------------------------
 # Running tools
 # ---------------------------------------------------------------------------
+
+
+@functools.cache
+def covering_set(suite: str) -> frozenset[Combination]:
+    """The covering set of one of ``SERVICE_SUITES``."""
+    return frozenset(covering(SERVICE_SUITES[suite]))
+
+
+def service_suites(group: SuiteGroup) -> tuple[str, ...]:
+    """The suites that start services which a group's run takes in: those whose
+    covering set holds a member. A member's suite is the group's suite, and one
+    pytest run then pays the imports, the training and the sync once, not thrice."""
+    return tuple(name for name in SERVICE_SUITES if covering_set(name) & set(group.members))
+
+
+def suite_arguments(suites: Sequence[str]) -> list[str]:
+    """pytest arguments for the default suite plus the named ``SERVICE_SUITES``."""
+    left_out = [f"not {name}" for name in SERVICE_SUITES if name not in suites]
+    # An empty -m selects every test; -s shows what they print (timings, load).
+    return ["-m", " and ".join(left_out)] + (["-s"] if suites else [])
 
 
 def tool(name: str) -> str:
@@ -458,13 +482,15 @@ def run_generated_suite(
     *pytest_args: str,
     env: Mapping[str, str] | None = None,
 ) -> SuiteRun:
-    """Sync the project's shared environment, then run the README's test command in it."""
+    """Sync the project's shared environment, then run the README's test command in it,
+    its flows on the run's shared Prefect server (``prefect_server``)."""
     with shared_envs.synced(project_dir) as environment:
+        prefect = prefect_server.api_url(environment.path / "bin" / "python", environment.env)
         started = time.perf_counter()
         result = run(
             [tool("uv"), "run", "pytest", "-q", *pytest_args],
             cwd=project_dir,
-            env={**environment.env, **(env or {})},
+            env={**environment.env, "PREFECT_API_URL": prefect, **(env or {})},
             timeout=1800,
             check=False,
         )

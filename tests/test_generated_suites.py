@@ -13,16 +13,28 @@ import pytest
 
 from helpers import (
     FUZZ_PAIRS,
+    ROOT,
     STACK_PAIRS,
     SUITE_BLIND_QUESTIONS,
     answer_space,
     combinations,
     covering,
+    covering_set,
     failure_message,
     run_generated_suite,
+    service_suites,
+    suite_arguments,
     suite_files,
     suite_fingerprint,
     suite_groups,
+)
+
+STACK_TIMINGS = (
+    r"^(stack ready|scheduled training run|production check with retraining)\D*([\d.]+) s"
+)
+LOAD_LINE = (
+    r"(?P<requests_per_second>[\d.]+) requests/s, p50 (?P<p50_ms>[\d.]+) ms, "
+    r"p99 (?P<p99_ms>[\d.]+) ms"
 )
 
 if TYPE_CHECKING:
@@ -41,7 +53,14 @@ def test_generated_suite_passes(
     record_property: Callable[[str, object], None],
     tmp_path: Path,
 ) -> None:
-    """Every combination of the group renders the same suite, which then runs and passes."""
+    """Every combination of the group renders the same suite, which then runs and passes.
+
+    With it, in the same pytest run, the suites that start services when a member is
+    in their covering set: the stack suite against real services started from local
+    binaries on loopback (PostgreSQL, Redis, an S3 API, mlflow server, prefect server,
+    Prometheus, Pushgateway), and the fuzz suite (over 1,000 schemathesis requests,
+    no 5xx, then 16 clients for 10 s, no errors).
+    """
     projects = {member.id: rendered(member) for member in suite_group.members}
     files = {member_id: suite_files(path) for member_id, path in projects.items()}
     first = suite_group.members[0].id
@@ -60,75 +79,38 @@ def test_generated_suite_passes(
         f"SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS, in {differing}"
     )
     fingerprint = suite_fingerprint(files[first])
+    extra = service_suites(suite_group)
 
-    suite = run_generated_suite(shared_envs, project)
+    # No Docker engine in CI: the stack suite takes its local-binaries path (said
+    # here, so a machine with an engine still tests the path CI does).
+    env = {"STACK_MODE": "local"} if "stack" in extra else None
+    suite = run_generated_suite(shared_envs, project, *suite_arguments(extra), env=env)
 
+    output = suite.result.stdout
     record_property("sync_seconds", suite.environment.sync_seconds)
     record_property("suite_seconds", suite.seconds)
-    print(
-        f"{suite_group.id}: {len(projects)} renders of suite {fingerprint}, run in {first}, "
-        f"env {suite.environment.key}, sync {suite.environment.sync_seconds:.1f} s, "
-        f"suite {suite.seconds:.1f} s"
-    )
-    if suite.result.returncode != 0:
-        pytest.fail(failure_message(suite.result, project))
-
-
-@pytest.mark.slow
-def test_generated_stack_suite_passes(
-    stack_combination: Combination,
-    render_copy: Callable[[Combination, Path], Path],
-    shared_envs: SharedEnvironments,
-    record_property: Callable[[str, object], None],
-    tmp_path: Path,
-) -> None:
-    """The same project against real services started from local binaries on loopback:
-    PostgreSQL, Redis, an S3 API, mlflow server, prefect server, Prometheus, Pushgateway."""
-    project = render_copy(stack_combination, tmp_path / stack_combination.id)
-
-    # No Docker engine in CI: the suite takes its local-binaries path (say so, so a
-    # machine with an engine still tests the path CI does).
-    suite = run_generated_suite(
-        shared_envs, project, "-m", "stack", "-s", env={"STACK_MODE": "local"}
-    )
-
-    # What the suite prints: services ready, the scheduled training run, the production
-    # check with its retraining (both deployments run through the Prefect server).
-    pattern = r"^(stack ready|scheduled training run|production check with retraining)\D*([\d.]+) s"
-    timings = dict(re.findall(pattern, suite.result.stdout, re.MULTILINE))
-    record_property("suite_seconds", suite.seconds)
-    for name, seconds in timings.items():
+    # What the stack suite prints: services ready, the scheduled training run, the
+    # production check with its retraining (both deployments run through its Prefect
+    # server); and the fuzz suite's load run.
+    stack = dict(re.findall(STACK_TIMINGS, output, re.MULTILINE))
+    for name, seconds in stack.items():
         record_property(f"{name.replace(' ', '_')}_seconds", float(seconds))
-    print(f"{stack_combination.id}: stack suite {suite.seconds:.1f} s, {timings}")
-    if suite.result.returncode != 0:
-        pytest.fail(failure_message(suite.result, project))
-
-
-@pytest.mark.slow
-def test_generated_fuzz_suite_passes(
-    fuzz_combination: Combination,
-    render_copy: Callable[[Combination, Path], Path],
-    shared_envs: SharedEnvironments,
-    record_property: Callable[[str, object], None],
-    tmp_path: Path,
-) -> None:
-    """The running service under schemathesis fuzzing (over 1,000 generated requests, no 5xx)
-    and a bounded load run (16 clients for 10 s, no errors)."""
-    project = render_copy(fuzz_combination, tmp_path / fuzz_combination.id)
-
-    suite = run_generated_suite(shared_envs, project, "-m", "fuzz", "-s")
-
-    load = re.search(
-        r"(?P<requests_per_second>[\d.]+) requests/s, p50 (?P<p50_ms>[\d.]+) ms, "
-        r"p99 (?P<p99_ms>[\d.]+) ms",
-        suite.result.stdout,
-    )
-    record_property("suite_seconds", suite.seconds)
+    load = re.search(LOAD_LINE, output)
     for name, value in (load.groupdict() if load else {}).items():
         record_property(name, float(value))
-    print(f"{fuzz_combination.id}: fuzz suite {suite.seconds:.1f} s, load {load and load.group(0)}")
+    print(
+        f"{suite_group.id}: {len(projects)} renders of suite {fingerprint}, run in {first} "
+        f"with {'+'.join(('default', *extra))}, env {suite.environment.key}, "
+        f"sync {suite.environment.sync_seconds:.1f} s, suite {suite.seconds:.1f} s, "
+        f"stack {stack}, load {load and load.group(0)}"
+    )
     if suite.result.returncode != 0:
         pytest.fail(failure_message(suite.result, project))
+    # The suites this group takes in ran, rather than being deselected in silence.
+    if "stack" in extra:
+        assert "stack ready" in stack, output[-3000:]
+    if "fuzz" in extra:
+        assert load is not None, output[-3000:]
 
 
 @pytest.mark.parametrize("pairs", [STACK_PAIRS, FUZZ_PAIRS], ids=["stack", "fuzz"])
@@ -159,3 +141,24 @@ def test_suite_groups_partition_the_matrix() -> None:
         }
         assert len(seen) == 1, group.id
     assert len(groups) < len(members)
+
+
+def test_each_service_suite_runs_with_the_groups_of_its_covering_set() -> None:
+    groups = suite_groups()
+    for suite in ("stack", "fuzz"):
+        holding = {group.id for group in groups if set(group.members) & covering_set(suite)}
+        taking = {group.id for group in groups if suite in service_suites(group)}
+        assert holding == taking, suite
+        assert 0 < len(taking) < len(groups), suite
+
+
+def test_suite_arguments_select_the_default_suite_plus_the_named_ones() -> None:
+    # Nothing extra: what the generated pyproject's addopts select by itself.
+    default = suite_arguments(())
+    pyproject = (ROOT / "template" / "pyproject.toml.jinja").read_text(encoding="utf-8")
+    assert f"-m '{default[1]}'" in pyproject
+    assert default == ["-m", "not stack and not fuzz"]
+    assert suite_arguments(("fuzz",)) == ["-m", "not stack", "-s"]
+    assert suite_arguments(("stack",)) == ["-m", "not fuzz", "-s"]
+    # Both: an empty marker expression, which pytest takes as "every test".
+    assert suite_arguments(("stack", "fuzz")) == ["-m", "", "-s"]
