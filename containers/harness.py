@@ -170,6 +170,12 @@ def build_standins(engine: Engine, timings: Timings) -> None:
 
 
 def teardown(engine: Engine) -> None:
+    if engine.podman is not None:
+        # Each build replaces the project's images; the replaced ones (untagged, no
+        # children) go, or the engine's own store grows by gigabytes a run (it once
+        # filled this machine's disk). Build-cache layers stay. A Docker engine is
+        # the user's: its images are left alone.
+        run([engine.podman, "image", "prune", "--force"], env=engine.env)
     if engine.started_service:
         run(["sh", str(HERE / "teardown.sh")], env=engine.env)
 
