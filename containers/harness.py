@@ -497,6 +497,9 @@ def one_project(
     config = workdir / f"{name}.compose.json"
     config.write_text(project.compose("config", "--format", "json"))
     compose_project = json.loads(config.read_text())["name"]
+    # A clean slate: volumes an interrupted earlier run left would skip the
+    # database's init script (PostgreSQL runs it on an empty data directory only).
+    project.compose("down", "--volumes", "--remove-orphans")
     with health_driver(engine, [config], workdir / f"{name}.healthcheck.log"):
         try:
             started = time.monotonic()
