@@ -39,6 +39,15 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 runtime = "runc"
 CONF
 
+# A namespace made for other directories cannot see these (after pivot_root the host's
+# tree is gone from it), and bind mounts from them would come up empty: start over.
+if [ -e "$NS/mnt" ] && nsenter --mount="$NS/mnt" true 2>/dev/null; then
+  for d in $CTR_SHARE; do
+    grep -qxF "$d" "$NS/shared" 2>/dev/null \
+      || { CTR_ROOT=$CTR_ROOT sh "$(dirname "$0")/teardown.sh"; break; }
+  done
+fi
+
 # The mount namespace: pivot_root into the tree (under a plain chroot, `podman exec` and
 # health checks ran in the host's root instead of the container's).
 if ! { [ -e "$NS/mnt" ] && nsenter --mount="$NS/mnt" true 2>/dev/null; }; then
@@ -58,6 +67,7 @@ if ! { [ -e "$NS/mnt" ] && nsenter --mount="$NS/mnt" true 2>/dev/null; }; then
     for d in $CTR_SHARE; do mount --bind \"\$d\" '$R'\"\$d\"; done
     cd '$R'; pivot_root . .oldroot; umount -l /.oldroot
   "
+  printf '%s\n' $CTR_SHARE > "$NS/shared"
 fi
 cat > "$CTR_ROOT/podman5" <<WRAP
 #!/bin/sh
