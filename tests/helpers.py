@@ -249,11 +249,6 @@ def covering(pairs: Sequence[tuple[str, str]]) -> list[Combination]:
     return chosen
 
 
-# ---------------------------------------------------------------------------
-# Running tools
-# ---------------------------------------------------------------------------
-
-
 @functools.cache
 def covering_set(suite: str) -> frozenset[Combination]:
     """The covering set of one of ``SERVICE_SUITES``."""
@@ -272,6 +267,11 @@ def suite_arguments(suites: Sequence[str]) -> list[str]:
     left_out = [f"not {name}" for name in SERVICE_SUITES if name not in suites]
     # An empty -m selects every test; -s shows what they print (timings, load).
     return ["-m", " and ".join(left_out)] + (["-s"] if suites else [])
+
+
+# ---------------------------------------------------------------------------
+# Running tools
+# ---------------------------------------------------------------------------
 
 
 def tool(name: str) -> str:
