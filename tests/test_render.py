@@ -285,6 +285,31 @@ def test_longest_names_render_lint_clean(render: Callable[..., Path], feature_st
     run([tool("ruff"), "format", "--no-cache", "--check", "--diff", "."], cwd=project)
 
 
+@pytest.mark.parametrize(
+    "answers",
+    [{}, {"team_size": "enterprise", "feature_store": True, "cloud": "azure"}],
+    ids=["default", "enterprise-feature_store-azure"],
+)
+def test_fast_renders_equal_plain_ones(
+    render: Callable[..., Path], answers: dict[str, object]
+) -> None:
+    """What every other test reads (``fast_render``) is what copier renders by itself."""
+    fast, plain = render(answers), render(answers, fast=False)
+
+    def listing(root: Path) -> dict[str, tuple[int, bytes]]:
+        return {
+            path.relative_to(root).as_posix(): (path.stat().st_mode, path.read_bytes())
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
+
+    got, want = listing(fast), listing(plain)
+    assert sorted(got) == sorted(want)
+    assert [name for name in want if got[name] != want[name]] == []
+    # Not vacuous: both hold the whole project, its package's modules included.
+    assert any(name.startswith("src/") and name.endswith("/cli.py") for name in got)
+
+
 def test_answers_file_records_every_answer(project: Path, combination: Combination) -> None:
     answers = read_answers(project)
 
