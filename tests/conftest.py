@@ -186,8 +186,8 @@ def rendered(render: Callable[..., Path], render_cache: Path) -> Callable[[Combi
     """The project rendered for a combination, once per run for all workers. Read only.
 
     The static checks, the generated suites' group members and the suites that
-    start services all need the same renders; a render costs about 0.9 CPU-s (1.5 without ``fast_render``), and
-    216 of them were made twice. The first worker to ask renders under a file
+    start services all need the same renders; a render costs about 0.9 CPU-s
+    (1.5 without ``fast_render``), and 216 of them were made twice. The first worker to ask renders under a file
     lock and moves the result into place; the rest read it.
     """
 
