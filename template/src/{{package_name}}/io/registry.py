@@ -135,12 +135,21 @@ def connect(settings: Settings) -> MlflowClient:
     os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = str(
         settings.artifact_direct_download
     ).lower()
-    if mlflow.get_experiment_by_name(settings.experiment_name) is None:
-        mlflow.create_experiment(
-            settings.experiment_name, artifact_location=settings.mlflow_artifact_location
-        )
-    mlflow.set_experiment(settings.experiment_name)
+    use_experiment(settings, settings.experiment_name)
     return mlflow.MlflowClient()
+
+
+def use_experiment(settings: Settings, name: str) -> None:
+    """Make ``name`` the active experiment, created under the configured artifact location.
+
+    ``mlflow.set_experiment`` alone would create it with MLflow's default, ``./mlruns``
+    in the working directory, when the tracking store is local.
+    """
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=settings.mlflow_artifact_location)
+    mlflow.set_experiment(name)
 
 
 def _ref(model_version: Any) -> ModelRef:

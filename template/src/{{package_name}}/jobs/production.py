@@ -193,7 +193,8 @@ def _log_to_mlflow(
     """One run per check in the `<model>-monitoring` experiment, tagged with the version."""
     import mlflow
 
-    mlflow.set_experiment(f"{settings.experiment_name}-monitoring")
+    client = registry.connect(settings)
+    registry.use_experiment(settings, f"{settings.experiment_name}-monitoring")
     with mlflow.start_run(run_name=f"{CHECK_NAME}-v{champion.version}") as run:
         mlflow.set_tags(
             {"model_name": champion.name, "model_version": champion.version, "check": CHECK_NAME}
@@ -207,7 +208,6 @@ def _log_to_mlflow(
         )
         mlflow.log_artifact(str(drift.html_path), artifact_path="report")
         mlflow.log_dict(summary, "report/summary.json")
-    client = registry.connect(settings)
     client.set_model_version_tag(champion.name, champion.version, "last_check_run", run.info.run_id)
     return str(run.info.run_id)
 
