@@ -52,8 +52,9 @@ Prefect
     the run's controller, instead of Prefect's temporary server once per suite.
 
 Timings
-    Tests record durations with ``record_property("<what>_seconds", value)``; they
-    are printed in a "timings" section at the end of the run (xdist included).
+    Tests record durations with ``record_property("<what>_seconds", value)``; those
+    of half a second or more are printed in a "timings" section at the end of the
+    run (xdist included), then the time by part (``timing.RunTimings``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ from helpers import (
     copy_working_tree,
     suite_groups,
 )
-from timing import PartTimings
+from timing import RunTimings
 
 ENVS_ROOT = Path(os.environ.get("MLOPS_TEMPLATE_ENVS", ROOT / "build" / "generated-envs"))
 
@@ -224,30 +225,8 @@ def shared_envs() -> SharedEnvironments:
     return SharedEnvironments(ENVS_ROOT)
 
 
-class _Timings:
-    """Collects ``*_seconds`` properties from test reports and prints them at the end."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, list[tuple[str, float]]]] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # Called in the xdist controller for every worker's reports as well.
-        values = [(k, float(v)) for k, v in report.user_properties if k.endswith("_seconds")]
-        if report.when == "call" and values:
-            self.rows.append((report.nodeid, values))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.rows:
-            return
-        terminalreporter.section("timings")
-        for nodeid, values in sorted(self.rows):
-            shown = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in values)
-            terminalreporter.write_line(f"{nodeid}: {shown}")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_Timings(), "template-timings")
-    config.pluginmanager.register(PartTimings(), "template-part-timings")
+    config.pluginmanager.register(RunTimings(), "template-run-timings")
     # Before xdist starts its workers, which inherit where the server will be.
     prefect_server.begin_run()
 

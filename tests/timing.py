@@ -1,4 +1,8 @@
-"""A per-part timing table at the end of every run, so CI minutes can be budgeted.
+"""Where a run's time went, printed at its end, so CI minutes can be budgeted.
+
+Two sections. "timings": the ``*_seconds`` properties tests record with
+``record_property`` (a suite's sync and run, the stack's start-up), per test, for
+the tests that recorded half a second or more. "time by part": the table below.
 
 CI has a fixed time limit and every later change adds tests; this table shows where
 the minutes go. A part is one slow test function (a generated suite, the stack, fuzz
@@ -19,18 +23,27 @@ import pytest
 STATIC = "static checks (everything not marked slow)"
 
 
-class PartTimings:
-    """Sums test durations by part; registered by conftest.py."""
+# Rows of the "timings" section below this many seconds in all are left out: there
+# are thousands of static checks, most of which record a tool's run of 0.0 s.
+SHOWN_FROM_SECONDS = 0.5
+
+
+class RunTimings:
+    """Collects durations and recorded timings from test reports; registered by conftest.py."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.by_test: dict[str, float] = {}
         self.part_of: dict[str, str] = {}
         self.summaries: list[tuple[str, str]] = []
+        self.recorded: list[tuple[str, list[tuple[str, float]]]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Called in the xdist controller for every worker's reports as well.
         self.by_test[report.nodeid] = self.by_test.get(report.nodeid, 0.0) + report.duration
+        values = [(k, float(v)) for k, v in report.user_properties if k.endswith("_seconds")]
+        if report.when == "call" and values:
+            self.recorded.append((report.nodeid, values))
         # A slow part's one-line result (the container harness's image sizes and start-up).
         self.summaries += [
             (report.nodeid, str(v)) for k, v in report.user_properties if k == "summary"
@@ -41,8 +54,27 @@ class PartTimings:
             self.part_of[report.nodeid] = function if slow else STATIC
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.by_test:
+        self._recorded(terminalreporter)
+        if self.by_test:
+            self._parts(terminalreporter)
+
+    def _recorded(self, terminalreporter: Any) -> None:
+        if not self.recorded:
             return
+        shown = [
+            (nodeid, values)
+            for nodeid, values in sorted(self.recorded)
+            if sum(value for _, value in values) >= SHOWN_FROM_SECONDS
+        ]
+        terminalreporter.section("timings")
+        for nodeid, values in shown:
+            line = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in values)
+            terminalreporter.write_line(f"{nodeid}: {line}")
+        terminalreporter.write_line(
+            f"({len(self.recorded) - len(shown)} more under {SHOWN_FROM_SECONDS} s in all)"
+        )
+
+    def _parts(self, terminalreporter: Any) -> None:
         parts: dict[str, list[float]] = {}
         for nodeid, seconds in self.by_test.items():
             parts.setdefault(self.part_of[nodeid], []).append(seconds)
