@@ -34,6 +34,10 @@ def to_matrix(frame: pd.DataFrame) -> np.ndarray:
 
 NO_FEATURE_NAMES_WARNING = "X does not have valid feature names"
 
+# Probability at or above which a customer counts as churning: in evaluation, in
+# what the service answers, and in how a rollout compares two models.
+DECISION_THRESHOLD = 0.5
+
 
 def build_pipeline(params: dict[str, float | int | str] | None = None, seed: int = 42) -> Pipeline:
     """Scaling and one-hot encoding in the pipeline, so serving gets raw features."""
@@ -70,7 +74,7 @@ def evaluate(model: Pipeline, frame: pd.DataFrame) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     probability = model.predict_proba(frame[list(FEATURE_NAMES)])[:, 1]
-    predicted = (probability >= 0.5).astype(int)
+    predicted = (probability >= DECISION_THRESHOLD).astype(int)
     return {
         "auc": float(roc_auc_score(frame[LABEL], probability)),
         "f1": float(f1_score(frame[LABEL], predicted)),

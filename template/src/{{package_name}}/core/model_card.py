@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .model import DECISION_THRESHOLD
 from .schema import ENTITY, FEATURES, LABEL
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ class ModelCard:
             "",
             f"Scores the probability that a customer churns (`{LABEL}`), one customer at a",
             f"time by `{ENTITY}` (features from the online store) or from a full feature row,",
-            "to rank customers for retention offers. A probability of 0.5 or more is served",
-            "as a churn prediction.",
+            "to rank customers for retention offers. A probability of "
+            f"{DECISION_THRESHOLD:g} or more is served as a churn prediction.",
             "",
             "## Data",
             "",

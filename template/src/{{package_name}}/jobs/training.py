@@ -28,7 +28,7 @@ from ..core.model_card import ModelCard
 from ..core.schema import ENTITY, FEATURE_NAMES, LABEL, TIMESTAMP, validate_frame
 from ..io import registry
 from ..io.feature_source import open_feature_source
-from ..serving import rollout
+from . import rollout
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,7 +5,7 @@ resolves ``models:/<name>@<champion alias>`` through ``io.registry``, looks
 customers up in the online feature store, and swaps in a new champion when the
 alias moves (`reload`, or a `ChampionPoller` calling it on a timer).
 
-During a canary or shadow rollout (`serving.rollout`, recorded in the registry
+During a canary or shadow rollout (`jobs.rollout`, recorded in the registry
 and picked up the same way) it holds the challenger too: a canary serves the
 customers whose bucket falls in its share with the challenger; in shadow mode
 the champion answers and `score_shadow` lets the challenger score the same
@@ -34,11 +34,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..core.model import NO_FEATURE_NAMES_WARNING
+from ..core.model import DECISION_THRESHOLD, NO_FEATURE_NAMES_WARNING
 from ..core.schema import FEATURE_NAMES, FEATURES
 from ..io import registry
 from ..io.feature_source import open_feature_source
-from .rollout import customer_key, row_key, to_challenger
+from .routing import customer_key, row_key, to_challenger
 from .v2_client import V2Client, V2RequestError
 
 if TYPE_CHECKING:
@@ -52,9 +52,6 @@ log = logging.getLogger(__name__)
 
 # Scoring an array instead of a DataFrame is the point (see core.model.to_matrix).
 warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES_WARNING, category=UserWarning)
-
-# Probability at or above which a customer counts as churning (as in core.model.evaluate).
-THRESHOLD = 0.5
 
 T = TypeVar("T")
 
@@ -463,7 +460,7 @@ class Predictor:
     ) -> Prediction:
         probability, version = model.score(features)
         return Prediction(
-            prediction=probability >= THRESHOLD,
+            prediction=probability >= DECISION_THRESHOLD,
             probability=probability,
             model_version=version,
             features=features,

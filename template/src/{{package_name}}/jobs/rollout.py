@@ -1,19 +1,11 @@
-"""Canary and shadow rollouts inside the service: the sticky split, the steps and their checks.
+"""Canary and shadow rollouts: the steps, their checks, and the release of a version.
 
 The state is a `registry.Rollout` recorded on the registered model, next to the
 aliases, so every worker of every running service follows it at its next poll,
-with no restart, exactly as it follows the champion alias. Blue-green needs
-nothing from this module: `registry.promote` and `registry.rollback` move the
-champion alias and all traffic switches at once.
-
-Routing (canary). A request goes to the challenger when its bucket, 0 to 99, is
-below the canary percent. The bucket is a stable hash (BLAKE2b; Python's `hash`
-differs between processes) of the customer id, salted with the challenger's
-version. So a customer gets the same variant on every request and from every
-worker; raising the percent only moves customers from the champion to the
-challenger, never back; and each new challenger is tried on a different slice of
-customers. A full-row request carries no id: its bucket hashes the feature values
-in contract order and types, so the same row always gets the same variant.
+with no restart, exactly as it follows the champion alias; which request goes to
+which variant is `serving.routing`'s. Blue-green needs nothing from this module:
+`registry.promote` and `registry.rollback` move the champion alias and all
+traffic switches at once.
 
 Steps. `CANARY_STEPS` go 5 -> 10 -> 25 -> 50 -> 100, and 100 promotes the
 challenger. Before the challenger's share grows, `check_step` compares the two
@@ -24,25 +16,21 @@ quality where labels came back. Both versions re-score the same logged features,
 so the comparison is paired: identical models compare equal on any traffic, and
 a difference is the models', not that of two groups of customers.
 
-The service imports this module for routing; pandas, scikit-learn and MLflow
-load only inside the step checks.
+pandas, scikit-learn and MLflow load only inside the step checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..core.schema import FEATURE_NAMES, FEATURES, LABEL
+from ..core.model import DECISION_THRESHOLD
+from ..core.schema import FEATURE_NAMES, LABEL
 from ..io import registry
 from ..io.inference_log import open_inference_log
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
     import pandas as pd
     from mlflow import MlflowClient
     from sklearn.pipeline import Pipeline
@@ -50,30 +38,6 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 CANARY_STEPS: tuple[int, ...] = (5, 10, 25, 50, 100)
-
-# Contract dtype -> the canonical Python value of a full-row request's feature.
-_CANONICAL: dict[str, Callable[[Any], Any]] = {"int64": int, "float64": float, "string": str}
-
-
-def bucket(key: str, salt: str) -> int:
-    """`key`'s bucket, 0 to 99: the same in every process and on every machine."""
-    digest = hashlib.blake2b(f"{salt}/{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 100
-
-
-def customer_key(customer_id: int) -> str:
-    return f"customer:{customer_id}"
-
-
-def row_key(features: Mapping[str, Any]) -> str:
-    """A full row's key: its values in contract order and types (70 and 70.0 are one row)."""
-    values = [_CANONICAL[spec.dtype](features[spec.name]) for spec in FEATURES]
-    return "row:" + json.dumps(values, separators=(",", ":"))
-
-
-def to_challenger(key: str, rollout: registry.Rollout) -> bool:
-    """Whether the request with this key is served by the challenger."""
-    return rollout.mode == "canary" and bucket(key, rollout.challenger) < rollout.percent
 
 
 def next_step(percent: int) -> int:
@@ -135,8 +99,6 @@ def compare(
     """Judge the challenger against the champion on `window` (inference log rows)."""
     from sklearn.metrics import roc_auc_score
 
-    from .predictor import THRESHOLD
-
     served = window["variant"].value_counts()
     shadowed = int((window["shadow_version"] == rollout.challenger).sum())
     requests = {
@@ -164,7 +126,10 @@ def compare(
     champion_probability = champion.predict_proba(features)[:, 1]
     challenger_probability = challenger.predict_proba(features)[:, 1]
     differ = float(
-        ((champion_probability >= THRESHOLD) != (challenger_probability >= THRESHOLD)).mean()
+        (
+            (champion_probability >= DECISION_THRESHOLD)
+            != (challenger_probability >= DECISION_THRESHOLD)
+        ).mean()
     )
     most = settings.rollout_max_disagreement
     checks.append(
