@@ -615,7 +615,13 @@ def test_every_alert_is_tested_firing_and_silent(project: Path) -> None:
         for check in case.get("alert_rule_test", []):
             (firing if check["exp_alerts"] else silent).add(check["alertname"])
 
-    required = {"DataDrift", "LiveQualityDrop", "HighLatencyP95", "HighErrorRate"}
+    required = {
+        "DataDrift",
+        "LiveQualityDrop",
+        "HighLatencyP95",
+        "HighErrorRate",
+        "ClientErrorSurge",
+    }
     assert required | {"DriftCheckStale"} <= alerts
     assert (firing, silent) == (alerts, alerts)
 

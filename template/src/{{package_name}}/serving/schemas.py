@@ -16,6 +16,26 @@ _PYTHON_TYPES: dict[str, type] = {"int64": int, "float64": float}
 # Customer ids are int64 in the feature store and the inference log: a larger id
 # cannot exist, and looking it up overflowed inside Feast (a 500, found by fuzzing).
 MAX_CUSTOMER_ID = 2**63 - 1
+# Unknown keys past this many are answered as one error, not one error each: a body
+# of thousands of them made an error answer many times its own size.
+MAX_UNKNOWN_KEYS_LISTED = 20
+
+
+def few_unknown_keys(cls: type[BaseModel], data: Any) -> Any:
+    """Refuse, in one error, a body holding more unknown keys than are worth listing.
+
+    A model's "before" validator (``cls`` is the model: pydantic makes a function
+    whose first parameter is named so a classmethod).
+    """
+    if isinstance(data, dict):
+        unknown = [key for key in data if key not in cls.model_fields]
+        if len(unknown) > MAX_UNKNOWN_KEYS_LISTED:
+            shown = ", ".join(repr(str(key)[:40]) for key in unknown[:MAX_UNKNOWN_KEYS_LISTED])
+            raise ValueError(
+                f"{len(unknown)} unknown keys, e.g. {shown} "
+                f"and {len(unknown) - MAX_UNKNOWN_KEYS_LISTED} more"
+            )
+    return data
 
 
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
@@ -34,6 +54,7 @@ FeatureRow = create_model(  # type: ignore[call-overload]
     "FeatureRow",
     __config__=ConfigDict(extra="forbid", title="FeatureRow"),
     __doc__="One customer's full feature row, in the units and ranges of the contract.",
+    __validators__={"_few_unknown_keys": model_validator(mode="before")(few_unknown_keys)},
     **{spec.name: _feature_field(spec) for spec in FEATURES},
 )
 
@@ -53,6 +74,11 @@ class PredictRequest(BaseModel):
     features: FeatureRow | None = Field(  # type: ignore[valid-type]
         default=None, description="Score this feature row as given"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        return few_unknown_keys(cls, data)
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> Self:
@@ -87,6 +113,11 @@ class FeedbackRequest(BaseModel):
     )
     # Strict: a label is JSON true or false, not "yes" or 1.
     churned: StrictBool = Field(description="Whether the customer did churn")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        return few_unknown_keys(cls, data)
 
 
 class FeedbackResponse(BaseModel):

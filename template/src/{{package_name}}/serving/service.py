@@ -7,7 +7,7 @@ log), ``POST /feedback`` (the true outcome for a ``request_id``), ``POST
 loaded) and ``/metrics``. Start it with ``serving.server.start`` or
 ``bentoml serve <package>.serving.service:ModelService``.
 
-Rollouts (``serving.rollout``) need no endpoint: the service follows the
+Rollouts (``jobs.rollout``) need no endpoint: the service follows the
 registry. During a canary the answer's ``variant`` and ``model_version`` say
 which model served it; in shadow mode the answer is the champion's and the
 challenger scores the same features after it is sent.
@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import gc
 import logging
-from typing import Any
 
 import bentoml
 from pydantic import ValidationError
@@ -37,6 +36,8 @@ from starlette.responses import JSONResponse
 from ..config import Settings
 from ..io.inference_log import InferenceLog, InferenceLogFull, open_inference_log
 from . import metrics
+from .errors import error_response
+from .limits import RequestGuard
 from .predictor import (
     ChampionPoller,
     ModelServerRefusedError,
@@ -88,17 +89,6 @@ class DropValidationTracebacks(logging.Filter):
 
 # The logger BentoML's endpoint wrapper reports exceptions to (bentoml 1.4).
 logging.getLogger("bentoml._internal.server.http_app").addFilter(DropValidationTracebacks())
-
-
-def error_response(status: int, kind: str, message: str, field: str | None = None) -> JSONResponse:
-    """An error body shaped like BentoML's validation errors: a summary and located details."""
-    detail: dict[str, Any] = {"type": kind, "loc": [field] if field else [], "msg": message}
-    return JSONResponse(
-        {"error": message, "detail": [detail]},
-        status_code=status,
-        # The metrics middleware counts the error under this kind.
-        headers={metrics.ERROR_KIND_HEADER.decode(): kind},
-    )
 
 
 def log_full_response(error: InferenceLogFull) -> JSONResponse:
@@ -238,4 +228,9 @@ class ModelService:
         return ReloadResponse(reloaded=reloaded, model_version=self.predictor.model_version)
 
 
-ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=("/predict", "/feedback", "/reload"))
+ENDPOINTS = ("/predict", "/feedback", "/reload")
+# The first is the outermost: the requests the guard refuses are timed and counted too.
+ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=ENDPOINTS)
+ModelService.add_asgi_middleware(
+    RequestGuard, paths=ENDPOINTS, max_bytes=SETTINGS.max_request_bytes
+)
