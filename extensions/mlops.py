@@ -554,6 +554,51 @@ DEPENDENCY_MODULES = frozenset(
         "typer",
     }
 )
+# Distributions the generated pyproject.toml names, in any dependency group or as
+# its build backend, for any answers (PEP 503 normalised): a project of the same
+# name depends on itself, which `uv lock` refuses. tests/test_render.py checks
+# this list against every render.
+DEPENDENCY_DISTRIBUTIONS = frozenset(
+    {
+        "adlfs",
+        "azure-identity",
+        "azure-storage-blob",
+        "bentoml",
+        "boto3",
+        "docker",
+        "evidently",
+        "feast",
+        "gcp-storage-emulator",
+        "gcsfs",
+        "google-cloud-storage",
+        "hatchling",
+        "httpx",
+        "mlflow",
+        "mlflow-skinny",
+        "moto",
+        "numpy",
+        "pandas",
+        "prefect",
+        "prometheus-client",
+        "prometheus-flask-exporter",
+        "psycopg",
+        "pyarrow",
+        "pydantic",
+        "pydantic-settings",
+        "pytest",
+        "redis",
+        "rich",
+        "ruff",
+        "s3fs",
+        "schemathesis",
+        "scikit-learn",
+        "scipy",
+        "skops",
+        "sqlalchemy",
+        "tritonclient",
+        "typer",
+    }
+)
 # Names that break tooling even though they are valid identifiers.
 RESERVED_PACKAGES = frozenset({"test", "tests", "src", "setup", "conftest"})
 
@@ -563,6 +608,13 @@ PYTHON_VERSION = "3.11"
 # Longer names push rendered import lines past the line length, and the
 # generated code must be formatted as rendered, for every name.
 MAX_PACKAGE_LENGTH = 30
+
+# The slug is the Kubernetes namespace, the value of the app.kubernetes.io/name
+# label and the registry repository of every render that deploys: a DNS label of
+# at most 63 characters, whatever the cloud. project_slug_error refuses longer
+# slugs as soon as the slug is answered; the tighter limits of a cloud and a
+# serving choice (NAME_RULES) can only be checked once those are answered.
+MAX_SLUG_LENGTH = 63
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -579,21 +631,54 @@ def slugify(value: str) -> str:
     return slug if not slug or slug[0].isalpha() else f"p-{slug}"
 
 
+# Unicode categories no answer may hold: control and format characters (an escape,
+# a zero-width space, a bidi override) and the line and paragraph separators, which
+# end a line for some readers and not for others.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
+
+
+def hidden_character_error(value: str, name: str) -> str:
+    for char in value:
+        if unicodedata.category(char) in HIDDEN_CATEGORIES:
+            return (
+                f"{name} must not contain control characters or line separators "
+                f"(found U+{ord(char):04X} {unicodedata.name(char, 'unnamed')})"
+            )
+    return ""
+
+
 def project_name_error(value: str) -> str:
     if not value.strip():
         return "must not be empty"
     if len(value) > 80:
         return "must be at most 80 characters"
-    if not re.search(r"[A-Za-z]", value):
-        return "must contain at least one letter"
-    return ""
+    if not any(char.isalnum() for char in value):
+        return "must contain at least one letter or digit"
+    return hidden_character_error(value, "project_name")
 
 
 def project_slug_error(value: str) -> str:
+    if not value:
+        return (
+            "is empty: it is derived from the Latin letters and digits of project_name, "
+            "which has none; answer project_slug yourself (e.g. 'churn-model')"
+        )
     if not SLUG_RE.match(value):
         return (
             f"'{value}' is not kebab-case: use lowercase letters, digits and single "
             "hyphens, starting with a letter (e.g. 'churn-model')"
+        )
+    if len(value) > MAX_SLUG_LENGTH:
+        # Every cloud's and Kubernetes' names need a DNS label at least; the limits
+        # that depend on cloud and serving come with serving's validator.
+        return (
+            f"'{value}' is {len(value)} characters; at most {MAX_SLUG_LENGTH}: the slug "
+            "names the Kubernetes namespace and the cloud resources (a DNS label)"
+        )
+    if value in DEPENDENCY_DISTRIBUTIONS:
+        return (
+            f"'{value}' is the name of a distribution the project depends on; the project "
+            "would depend on itself. Use another name, e.g. 'churn-model'"
         )
     return ""
 
@@ -627,12 +712,479 @@ def text_error(value: str, name: str, max_length: int = 200) -> str:
         return f"{name} must be at most {max_length} characters"
     if any(char in value for char in '"\\\n\r'):
         return f'{name} must be a single line without double quotes (") or backslashes'
-    return ""
+    return hidden_character_error(value, name)
+
+
+# What copier reads as a yes/no answer given as text (--data, a data file, defaults). Copier
+# takes any other text as yes, so `feature_store=nope` would turn the store on.
+BOOLEAN_TEXT = frozenset({"y", "yes", "t", "true", "on", "1", "n", "no", "f", "false", "off", "0"})
+
+
+def bool_answer_error(value: object, name: str) -> str:
+    """``value`` as given (``--data``, or the defaults a caller gave), before copier casts it."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return ""
+    if isinstance(value, str) and value.strip().lower() in BOOLEAN_TEXT:
+        return ""
+    return f"{name} must be yes or no (true/false, on/off, 1/0), not {value!r}"
 
 
 def tier_default(team_size: str, field: str) -> Any:
     """A tier's default for one question, e.g. ``team_size | tier_default('feature_store')``."""
     return getattr(TIERS[team_size], field)
+
+
+# ---------------------------------------------------------------------------
+# Names derived from project_slug
+# ---------------------------------------------------------------------------
+# Terraform and the Kubernetes manifests name resources after the slug, and each
+# provider has its own rule for each kind of name. NAME_RULES lists the names
+# whose rule some slug of at most MAX_SLUG_LENGTH characters would break;
+# tests/test_validators.py renders the longest and the shortest slug allowed for
+# every cloud and checks this table against the rendered files, and lists the
+# other slug-derived names there with the limits they stay within for any slug.
+# Not here: names that also hold what only Terraform's variables say, such as the
+# GCP database users (a service account's email without .gserviceaccount.com,
+# which holds var.project_id).
+#
+# Worst cases stand in for what the render does not fix:
+# - infra/variables.tf's name_suffix, appended for names unique across a cloud:
+#   a hyphen and up to this many lower-case letters or digits (Azure's compact
+#   names append it without the hyphen).
+NAME_SUFFIX_LENGTH = {"aws": 16, "gcp": 16, "azure": 8}
+# - GCP's local.short_name: trimsuffix(substr(local.name, 0, 20), "-").
+SHORT_NAME_LENGTH = 20
+# - Azure's local.compact_name: the first 16 letters and digits of the slug, then
+#   the suffix without its hyphen.
+COMPACT_NAME_LENGTH = 16
+# - The longest Azure region name, part of the node resource group AKS names
+#   MC_<resource group>_<cluster>_<region> (the template leaves that name to AKS).
+LONGEST_AZURE_LOCATION = "germanywestcentral"
+# - The feature store and the rollout strategy: their resources count whatever the
+#   answers (the online store, KServe's shadow InferenceService), so switching them
+#   with `copier update` never meets a slug that no longer fits.
+
+# Kubernetes: Service names and the names Knative derives are DNS-1035 labels.
+_DNS_1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+_IAM_NAME = r"[\w+=,.@-]+"
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """A provider's rule for one name the template derives from project_slug."""
+
+    # "aws", "gcp" or "azure" (that cloud's infra/), or "kubernetes" (deploy/, any cloud).
+    provider: str
+    # The resource as a user would recognise it.
+    resource: str
+    # The name, as str.format over name_parts(): {slug}, {short}, {compact}, {suffix}
+    # (name_suffix), {location}.
+    name: str
+    min_length: int
+    max_length: int
+    # What else the provider requires: a regular expression the whole name matches.
+    pattern: str
+    # The provider's rule in words, for the message.
+    rule: str
+    # Where the render names it: "<resource type>.<resource name>.<attribute>" in
+    # infra/; a manifest kind ("Service") in deploy/k8s/; or where the provider
+    # derives it from: "InferenceService" (KServe appends -predictor or
+    # -transformer to its name), "azurerm_kubernetes_cluster.main" (AKS).
+    where: str
+    # Rendered only when the project deploys to Kubernetes (deploys_to_kubernetes).
+    kubernetes: bool = False
+    # Rendered only with these serving answers (empty: with every one).
+    servings: tuple[str, ...] = ()
+
+
+NAME_RULES: tuple[NameRule, ...] = (
+    NameRule(
+        provider="aws",
+        resource="S3 artifact bucket",
+        name="{slug}-mlflow-artifacts{suffix}",
+        min_length=3,
+        max_length=63,
+        pattern=r"(?!xn--|sthree-|amzn-s3-demo-)[a-z0-9][a-z0-9.-]*[a-z0-9]",
+        rule=(
+            "S3 allows 3-63 lower-case letters, digits, hyphens and periods, not "
+            "starting with xn--, sthree- or amzn-s3-demo-"
+        ),
+        where="aws_s3_bucket.artifacts.bucket",
+    ),
+    NameRule(
+        provider="aws",
+        resource="ECR image repository",
+        name="{slug}",
+        min_length=2,
+        max_length=256,
+        pattern=r"[a-z0-9]+([._-][a-z0-9]+)*",
+        rule="ECR allows 2-256 lower-case letters and digits, separated by . _ or -",
+        where="aws_ecr_repository.images.name",
+    ),
+    NameRule(
+        provider="aws",
+        resource="RDS instance identifier of the tracking database",
+        name="{slug}-tracking",
+        min_length=1,
+        max_length=63,
+        pattern=r"[a-z](?!.*--)([a-z0-9-]*[a-z0-9])?",
+        rule="RDS allows 1-63 letters, digits and single hyphens, starting with a letter",
+        where="aws_db_instance.tracking.identifier",
+    ),
+    NameRule(
+        provider="aws",
+        resource="security group of the tracking database",
+        name="{slug}-database",
+        min_length=1,
+        max_length=255,
+        pattern=r"(?!sg-)[\w .:/()#,@\[\]+=&;{}!$*-]+",
+        rule="EC2 allows up to 255 characters, not starting with sg-",
+        where="aws_security_group.database.name",
+    ),
+    NameRule(
+        provider="aws",
+        resource="IAM role of RDS enhanced monitoring",
+        name="{slug}-rds-monitoring",
+        min_length=1,
+        max_length=64,
+        pattern=_IAM_NAME,
+        rule="IAM allows role names of 1-64 characters",
+        where="aws_iam_role.database_monitoring.name",
+    ),
+    NameRule(
+        provider="aws",
+        resource="IAM role of the deploy workflow",
+        name="{slug}-ci",
+        min_length=1,
+        max_length=64,
+        pattern=_IAM_NAME,
+        rule="IAM allows role names of 1-64 characters",
+        where="aws_iam_role.ci.name",
+    ),
+    NameRule(
+        provider="aws",
+        resource="IAM role of the tracking server's ServiceAccount",
+        name="{slug}-tracking",
+        min_length=1,
+        max_length=64,
+        pattern=_IAM_NAME,
+        rule="IAM allows role names of 1-64 characters",
+        where="aws_iam_role.workload.name",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="aws",
+        resource="IAM role of the EKS cluster",
+        name="{slug}-eks-cluster",
+        min_length=1,
+        max_length=64,
+        pattern=_IAM_NAME,
+        rule="IAM allows role names of 1-64 characters",
+        where="aws_iam_role.cluster.name",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="aws",
+        resource="IAM role of the EKS nodes",
+        name="{slug}-eks-nodes",
+        min_length=1,
+        max_length=64,
+        pattern=_IAM_NAME,
+        rule="IAM allows role names of 1-64 characters",
+        where="aws_iam_role.nodes.name",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="aws",
+        resource="EKS node group",
+        name="{slug}-default",
+        min_length=1,
+        max_length=63,
+        pattern=r"[0-9A-Za-z][0-9A-Za-z_-]*",
+        rule="EKS allows node group names of 1-63 letters, digits, hyphens and underscores",
+        where="aws_eks_node_group.main.node_group_name",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="gcp",
+        resource="Cloud Storage artifact bucket",
+        name="{slug}-mlflow-artifacts{suffix}",
+        min_length=3,
+        max_length=63,
+        pattern=r"(?!goog)(?!.*g[o0][o0]gle)[a-z0-9][a-z0-9._-]*[a-z0-9]",
+        rule=(
+            "Cloud Storage allows 3-63 lower-case letters, digits, hyphens, underscores "
+            "and periods, not starting with goog and not containing google"
+        ),
+        where="google_storage_bucket.artifacts.name",
+    ),
+    NameRule(
+        provider="gcp",
+        resource="service account of the deploy workflow",
+        name="{short}-ci",
+        min_length=6,
+        max_length=30,
+        pattern=r"[a-z]([-a-z0-9]*[a-z0-9])",
+        rule="Google Cloud allows service account ids of 6-30 lower-case letters, digits and hyphens",
+        where="google_service_account.ci.account_id",
+    ),
+    NameRule(
+        provider="gcp",
+        resource="workload identity pool of the deploy workflow",
+        name="{short}-github",
+        min_length=4,
+        max_length=32,
+        pattern=r"(?!gcp-)[a-z0-9-]+",
+        rule=(
+            "Google Cloud allows pool ids of 4-32 lower-case letters, digits and hyphens, "
+            "not starting with gcp- (reserved by Google)"
+        ),
+        where="google_iam_workload_identity_pool.github.workload_identity_pool_id",
+    ),
+    NameRule(
+        provider="azure",
+        resource="Blob Storage artifact container",
+        name="{slug}-mlflow-artifacts",
+        min_length=3,
+        max_length=63,
+        pattern=r"[a-z0-9](?!.*--)[a-z0-9-]*[a-z0-9]",
+        rule="Azure allows 3-63 lower-case letters, digits and single hyphens",
+        where="azurerm_storage_container.artifacts.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="storage account",
+        name="{compact}",
+        min_length=3,
+        max_length=24,
+        pattern=r"[a-z0-9]+",
+        rule="Azure allows 3-24 lower-case letters and digits",
+        where="azurerm_storage_account.artifacts.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="container registry (ACR)",
+        name="{compact}",
+        min_length=5,
+        max_length=50,
+        pattern=r"[A-Za-z0-9]+",
+        rule="Azure allows 5-50 letters and digits",
+        where="azurerm_container_registry.main.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="PostgreSQL flexible server",
+        name="{slug}-tracking",
+        min_length=3,
+        max_length=63,
+        pattern=r"[a-z0-9]([a-z0-9-]*[a-z0-9])?",
+        rule="Azure allows 3-63 lower-case letters, digits and hyphens",
+        where="azurerm_postgresql_flexible_server.tracking.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="Log Analytics workspace",
+        name="{slug}-logs",
+        min_length=4,
+        max_length=63,
+        pattern=r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?",
+        rule="Azure allows 4-63 letters, digits and hyphens",
+        where="azurerm_log_analytics_workspace.main.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="Azure Cache for Redis of the online store",
+        name="{slug}-online-store",
+        min_length=1,
+        max_length=63,
+        pattern=r"[A-Za-z0-9](?!.*--)([A-Za-z0-9-]*[A-Za-z0-9])?",
+        rule="Azure allows 1-63 letters, digits and single hyphens",
+        where="azurerm_redis_cache.online_store.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="private endpoint of the online store",
+        name="{slug}-online-store",
+        min_length=2,
+        max_length=64,
+        pattern=r"[A-Za-z0-9]([\w.-]*\w)?",
+        rule="Azure allows 2-64 letters, digits, hyphens, underscores and periods",
+        where="azurerm_private_endpoint.online_store.name",
+    ),
+    NameRule(
+        provider="azure",
+        resource="AKS cluster's DNS prefix",
+        name="{slug}",
+        min_length=1,
+        max_length=54,
+        pattern=r"[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
+        rule="AKS allows DNS prefixes of 1-54 letters, digits and hyphens",
+        where="azurerm_kubernetes_cluster.main.dns_prefix",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="azure",
+        resource="node resource group AKS creates",
+        name="MC_rg-{slug}_{slug}_{location}",
+        min_length=1,
+        max_length=80,
+        pattern=r"[\w.()-]*[\w()-]",
+        rule="AKS allows node resource group names of at most 80 characters",
+        where="azurerm_kubernetes_cluster.main",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="kubernetes",
+        resource="Kubernetes Service of the tracking server",
+        name="{slug}-mlflow",
+        min_length=1,
+        max_length=63,
+        pattern=_DNS_1035_LABEL,
+        rule="Kubernetes allows Service names of 1-63 lower-case letters, digits and hyphens",
+        where="Service",
+        kubernetes=True,
+    ),
+    NameRule(
+        provider="kubernetes",
+        resource="Kubernetes Service of the model service",
+        name="{slug}-service",
+        min_length=1,
+        max_length=63,
+        pattern=_DNS_1035_LABEL,
+        rule="Kubernetes allows Service names of 1-63 lower-case letters, digits and hyphens",
+        where="Service",
+        kubernetes=True,
+        servings=("bentoml", "seldon"),
+    ),
+    # KServe's serverless mode (deploy/README.md) runs each component as a Knative
+    # Service named <InferenceService>-<component>, a DNS-1035 label; Knative hashes
+    # the longer names it derives in turn (revisions), so those never fail.
+    NameRule(
+        provider="kubernetes",
+        resource="Knative Service KServe creates for the enrichment step (transformer)",
+        name="{slug}-transformer",
+        min_length=1,
+        max_length=63,
+        pattern=_DNS_1035_LABEL,
+        rule="Knative allows Service names of 1-63 lower-case letters, digits and hyphens",
+        where="InferenceService",
+        kubernetes=True,
+        servings=("kserve",),
+    ),
+    NameRule(
+        provider="kubernetes",
+        resource="Knative Service KServe creates for the shadow InferenceService's predictor",
+        name="{slug}-shadow-predictor",
+        min_length=1,
+        max_length=63,
+        pattern=_DNS_1035_LABEL,
+        rule="Knative allows Service names of 1-63 lower-case letters, digits and hyphens",
+        where="InferenceService",
+        kubernetes=True,
+        servings=("kserve",),
+    ),
+)
+
+
+def name_parts(slug: str, cloud: str, *, longest_suffix: bool = False) -> dict[str, str]:
+    """What NameRule.name formats from: the slug, the names Terraform derives from it
+    and the worst cases of what the render leaves open."""
+    suffix = "-" + "x" * NAME_SUFFIX_LENGTH[cloud] if longest_suffix else ""
+    return {
+        "slug": slug,
+        "short": slug[:SHORT_NAME_LENGTH].removesuffix("-"),
+        "compact": slug.replace("-", "")[:COMPACT_NAME_LENGTH] + suffix.replace("-", ""),
+        "suffix": suffix,
+        "location": LONGEST_AZURE_LOCATION,
+    }
+
+
+def name_rules(cloud: str, serving: str, team_size: str) -> list[NameRule]:
+    """The rules of the names a render with these answers derives from the slug."""
+    kubernetes = team_size in TIERS and deploys_to_kubernetes(team_size, serving)
+    return [
+        rule
+        for rule in NAME_RULES
+        if rule.provider in (cloud, "kubernetes")
+        and (kubernetes or not rule.kubernetes)
+        and (not rule.servings or serving in rule.servings)
+    ]
+
+
+def _name_breaks(rule: NameRule, slug: str, cloud: str) -> tuple[str, str, bool] | None:
+    """How the name breaks the rule ("long", "short" or "pattern"), the name, and
+    whether it holds the longest name_suffix; None if it fits.
+
+    A name with the suffix is checked without it (the shortest) and with the
+    longest one."""
+    with_suffix = "{suffix}" in rule.name or "{compact}" in rule.name
+    for longest in (False, True) if with_suffix else (False,):
+        name = rule.name.format(**name_parts(slug, cloud, longest_suffix=longest))
+        if len(name) > rule.max_length:
+            return "long", name, longest
+        if len(name) < rule.min_length:
+            return "short", name, longest
+        if not re.fullmatch(rule.pattern, name):
+            return "pattern", name, longest
+    return None
+
+
+def slug_length_range(cloud: str, serving: str, team_size: str) -> tuple[int, int]:
+    """The shortest and the longest slug every derived name fits (for slugs of
+    letters and digits: Azure's compact names drop hyphens)."""
+    rules = name_rules(cloud, serving, team_size)
+    fitting = [
+        length
+        for length in range(1, MAX_SLUG_LENGTH + 1)
+        if not any(_name_breaks(rule, "a" * length, cloud) for rule in rules)
+    ]
+    return (fitting[0], fitting[-1]) if fitting else (0, 0)
+
+
+def resource_name_error(slug: str, cloud: str, serving: str, team_size: str) -> str:
+    """Why a name derived from the slug breaks its provider's rule, or "".
+
+    The first broken rule: the message names project_slug, the resource, the name
+    (with the worst case of what the render leaves open) and the rule.
+    """
+    for rule in name_rules(cloud, serving, team_size):
+        broken = _name_breaks(rule, slug, cloud)
+        if broken is None:
+            continue
+        problem, name, longest = broken
+        notes = []
+        if "{compact}" in rule.name:
+            notes.append("the slug's letters and digits")
+        if "{suffix}" in rule.name or "{compact}" in rule.name:
+            notes.append(
+                f"with a name_suffix of {NAME_SUFFIX_LENGTH[cloud] + 1} characters, the "
+                "longest infra/variables.tf accepts"
+                if longest
+                else "without a name_suffix"
+            )
+        if "{location}" in rule.name:
+            notes.append(f"in {LONGEST_AZURE_LOCATION}, the longest Azure region name")
+        shown = f"the {rule.resource} '{name}'" + (f" ({'; '.join(notes)})" if notes else "")
+        shortest, longest_slug = slug_length_range(cloud, serving, team_size)
+        answers = f"cloud {cloud}, serving {serving} and team_size {team_size}"
+        if problem == "pattern":
+            return (
+                f"project_slug '{slug}' does not fit: {shown} would break the rule "
+                f"that {rule.rule}. Use another project_slug"
+            )
+        if problem == "long":
+            advice = f"at most {longest_slug} characters"
+        else:
+            counted = "letters and digits" if "{compact}" in rule.name else "characters"
+            advice = f"at least {shortest} {counted}"
+        return (
+            f"project_slug '{slug}' is too {problem}: {shown} would be {len(name)} "
+            f"character{'s' * (len(name) != 1)}; {rule.rule}. With {answers}, use a "
+            f"project_slug of {advice}"
+        )
+    return ""
 
 
 # ---------------------------------------------------------------------------
@@ -743,7 +1295,9 @@ class MlopsFilters(Extension):
             package_name_error=package_name_error,
             email_error=email_error,
             text_error=text_error,
+            bool_answer_error=bool_answer_error,
             tier_default=tier_default,
+            resource_name_error=resource_name_error,
             policy_error=_policy_filter,
         )
 

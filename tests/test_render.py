@@ -18,6 +18,7 @@ from helpers import (
     SUITE_BLIND_FILES,
     SUITE_BLIND_FOLDERS,
     copier_questions,
+    extension_module,
     project_files,
     read_answers,
     run,
@@ -308,6 +309,23 @@ def test_fast_renders_equal_plain_ones(
     assert [name for name in want if got[name] != want[name]] == []
     # Not vacuous: both hold the whole project, its package's modules included.
     assert any(name.startswith("src/") and name.endswith("/cli.py") for name in got)
+
+
+def test_every_dependency_name_is_refused_as_a_slug(project: Path) -> None:
+    """A project named like a distribution it depends on depends on itself (`uv lock`
+    refuses it): the slug validator's list holds every name a render depends on."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = list(pyproject["project"]["dependencies"])
+    requirements += pyproject["build-system"]["requires"]
+    for group in pyproject.get("dependency-groups", {}).values():
+        requirements += [item for item in group if isinstance(item, str)]
+    for extra in pyproject["project"].get("optional-dependencies", {}).values():
+        requirements += extra
+    names = {
+        re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", item).group().lower())  # type: ignore[union-attr]
+        for item in requirements
+    }
+    assert names - extension_module().DEPENDENCY_DISTRIBUTIONS == set()
 
 
 def test_answers_file_records_every_answer(project: Path, combination: Combination) -> None:
