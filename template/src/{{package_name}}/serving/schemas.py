@@ -75,10 +75,7 @@ class PredictRequest(BaseModel):
         default=None, description="Score this feature row as given"
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _few_unknown_keys(cls, data: Any) -> Any:
-        return few_unknown_keys(cls, data)
+    _few_unknown_keys = model_validator(mode="before")(few_unknown_keys)
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> Self:
@@ -114,10 +111,7 @@ class FeedbackRequest(BaseModel):
     # Strict: a label is JSON true or false, not "yes" or 1.
     churned: StrictBool = Field(description="Whether the customer did churn")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _few_unknown_keys(cls, data: Any) -> Any:
-        return few_unknown_keys(cls, data)
+    _few_unknown_keys = model_validator(mode="before")(few_unknown_keys)
 
 
 class FeedbackResponse(BaseModel):
