@@ -165,41 +165,79 @@ def suite_blind(relative: str) -> bool:
     return relative in SUITE_BLIND_FILES or relative.split("/", 1)[0] in SUITE_BLIND_FOLDERS
 
 
+# Renders that differ in an answer the default suite does see, yet carry the same
+# default suite: (answers that pick such renders, the answers whose render they
+# equal). Without a feature store, aws keeps artifacts on the S3 API as local does
+# (on MinIO), so both render the same source, tests and dependencies; only the
+# stack suite (moto or MinIO beside the tests) and a comment in pyproject.toml
+# differ. ``test_generated_suite_passes`` checks that, file by file, on every run.
+DEFAULT_SUITE_TWINS: tuple[tuple[dict[str, object], dict[str, object]], ...] = (
+    ({"cloud": "aws", "feature_store": False}, {"cloud": "local"}),
+)
+# The stack suite's own files: the default suite collects them but runs none.
+STACK_SUITE_FOLDER = "tests/stack/"
+
+
+def default_suite_key(combination: Combination) -> tuple[tuple[str, object], ...]:
+    """The answers a default suite can tell apart, a twin's mapped to its equal's."""
+    seen = {name: value for name, value in combination.answers if name not in SUITE_BLIND_QUESTIONS}
+    for picks, equals in DEFAULT_SUITE_TWINS:
+        if all(seen.get(name) == value for name, value in picks.items()):
+            seen |= equals
+    return tuple(seen.items())
+
+
 @dataclass(frozen=True)
 class SuiteGroup:
-    """Combinations that differ only in ``SUITE_BLIND_QUESTIONS``: one generated suite."""
+    """Combinations that render one default suite: they differ only in
+    ``SUITE_BLIND_QUESTIONS`` and in ``DEFAULT_SUITE_TWINS``."""
 
     members: tuple[Combination, ...]
 
     @property
     def id(self) -> str:
-        """The members' id with the blind answers joined, e.g. ``...-bentoml-canary+shadow``."""
-        first = self.members[0]
+        """Each question's answers among the members, joined, e.g.
+        ``solo-no_feature_store-local+aws-bentoml+kserve+seldon-canary+shadow``."""
         parts = []
-        for name, value in first.answers:
-            if name in SUITE_BLIND_QUESTIONS:
-                parts.append("+".join(str(member[name]) for member in self.members))
-            else:
-                parts.append(Combination(((name, value),)).id)
+        for name, _ in self.members[0].answers:
+            values = dict.fromkeys(Combination(((name, m[name]),)).id for m in self.members)
+            parts.append("+".join(values))
         return "-".join(parts)
+
+    def stack_twins(self) -> list[Combination]:
+        """One member per distinct stack suite (per ``default_suite_key`` twin), in order."""
+        seen: dict[tuple[tuple[str, object], ...], Combination] = {}
+        for member in self.members:
+            visible = tuple(a for a in member.answers if a[0] not in SUITE_BLIND_QUESTIONS)
+            seen.setdefault(visible, member)
+        return list(seen.values())
 
 
 def suite_groups() -> list[SuiteGroup]:
-    """Every combination, grouped by its answers to the questions a suite can see."""
+    """Every combination, grouped by the default suite it renders."""
     groups: dict[tuple[tuple[str, object], ...], list[Combination]] = {}
     for combination in combinations():
-        seen = tuple(a for a in combination.answers if a[0] not in SUITE_BLIND_QUESTIONS)
-        groups.setdefault(seen, []).append(combination)
+        groups.setdefault(default_suite_key(combination), []).append(combination)
     return [SuiteGroup(tuple(members)) for members in groups.values()]
 
 
-def suite_files(project_dir: Path) -> dict[str, str]:
-    """Every rendered file but ``SUITE_BLIND_FILES``, with the hash of its content."""
-    return {
-        relative.as_posix(): hashlib.sha256((project_dir / relative).read_bytes()).hexdigest()
-        for relative in project_files(project_dir)
-        if not suite_blind(relative.as_posix())
-    }
+def suite_files(project_dir: Path, *, default_only: bool = False) -> dict[str, str]:
+    """Every rendered file but ``SUITE_BLIND_FILES``, with the hash of its content.
+
+    With ``default_only``, what the default suite runs on: the stack suite's files
+    left out, and pyproject.toml by its parsed content (its comments left out).
+    """
+    files = {}
+    for relative in project_files(project_dir):
+        name = relative.as_posix()
+        if suite_blind(name) or (default_only and name.startswith(STACK_SUITE_FOLDER)):
+            continue
+        content = (project_dir / relative).read_bytes()
+        if default_only and name == "pyproject.toml":
+            parsed = tomllib.loads(content.decode("utf-8"))
+            content = json.dumps(parsed, sort_keys=True).encode()
+        files[name] = hashlib.sha256(content).hexdigest()
+    return files
 
 
 def suite_fingerprint(files: Mapping[str, str]) -> str:
@@ -267,6 +305,46 @@ def suite_arguments(suites: Sequence[str]) -> list[str]:
     left_out = [f"not {name}" for name in SERVICE_SUITES if name not in suites]
     # An empty -m selects every test; -s shows what they print (timings, load).
     return ["-m", " and ".join(left_out)] + (["-s"] if suites else [])
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One pytest run for a group: in which member's render, running what."""
+
+    member: Combination
+    # The ``SERVICE_SUITES`` it takes in.
+    suites: tuple[str, ...]
+    # Whether it runs the default suite. The runs of a group's other twins do not:
+    # they run their own stack suite when it is in the covering set, and otherwise
+    # collect every test of theirs (the stack suite's modules are all that differ).
+    default: bool
+
+    def arguments(self) -> list[str]:
+        if self.default:
+            return suite_arguments(self.suites)
+        if self.suites:
+            return ["-m", " or ".join(self.suites), "-s"]
+        return ["--collect-only", "-q", "-m", ""]
+
+
+def planned_runs(group: SuiteGroup) -> list[PlannedRun]:
+    """The runs that give every member of ``group`` its default suite and the service
+    suites of the covering sets it is in: one run of the default suite, in the render
+    of the twin that takes the stack suite in (if one does), with the fuzz suite when
+    it is due; then one run for each other twin."""
+    members = set(group.members)
+    fuzz = ("fuzz",) if covering_set("fuzz") & members else ()
+
+    def takes_stack(twin: Combination) -> bool:
+        visible = [a for a in twin.answers if a[0] not in SUITE_BLIND_QUESTIONS]
+        same = {m for m in group.members if all(a in m.answers for a in visible)}
+        return bool(covering_set("stack") & same)
+
+    twins = sorted(group.stack_twins(), key=lambda twin: not takes_stack(twin))
+    first, *others = twins
+    runs = [PlannedRun(first, (("stack",) if takes_stack(first) else ()) + fuzz, True)]
+    runs += [PlannedRun(t, ("stack",) if takes_stack(t) else (), False) for t in others]
+    return runs
 
 
 # ---------------------------------------------------------------------------

@@ -6,20 +6,26 @@ configuration) share one run of it; see ``helpers.suite_groups``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING
 
 import pytest
 
 from helpers import (
+    DEFAULT_SUITE_TWINS,
     FUZZ_PAIRS,
     ROOT,
     STACK_PAIRS,
+    STACK_SUITE_FOLDER,
     SUITE_BLIND_QUESTIONS,
     answer_space,
     combinations,
     covering,
+    covering_set,
+    default_suite_key,
     failure_message,
+    planned_runs,
     run_generated_suite,
     service_suites,
     suite_arguments,
@@ -37,7 +43,7 @@ LOAD_LINE = (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from helpers import Combination, SharedEnvironments, SuiteGroup
@@ -52,64 +58,98 @@ def test_generated_suite_passes(
     record_property: Callable[[str, object], None],
     tmp_path: Path,
 ) -> None:
-    """Every combination of the group renders the same suite, which then runs and passes.
+    """Every combination of the group renders the same default suite, which then runs
+    and passes.
 
     With it, in the same pytest run, the suites that start services when a member is
     in their covering set: the stack suite against real services started from local
     binaries on loopback (PostgreSQL, Redis, an S3 API, mlflow server, prefect server,
     Prometheus, Pushgateway), and the fuzz suite (over 1,000 schemathesis requests,
-    no 5xx, then 16 clients for 10 s, no errors).
+    no 5xx, then 16 clients for 10 s, no errors). A twin whose stack suite differs
+    (``DEFAULT_SUITE_TWINS``) runs that suite in a run of its own when it is due, and
+    otherwise has every test of its own collected.
     """
-    projects = {member.id: rendered(member) for member in suite_group.members}
-    files = {member_id: suite_files(path) for member_id, path in projects.items()}
-    first = suite_group.members[0].id
-    # A copy of its own: syncing and testing write into the project.
-    project = render_copy(suite_group.members[0], tmp_path / first)
-    differing = sorted(
-        {
-            name
-            for listing in files.values()
-            for name in listing.keys() | files[first].keys()
-            if listing.get(name) != files[first].get(name)
-        }
-    )
-    assert differing == [], (
-        "renders that differ only in answers a suite cannot see differ outside "
-        f"SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS, in {differing}"
-    )
-    fingerprint = suite_fingerprint(files[first])
-    extra = service_suites(suite_group)
+    projects = {member: rendered(member) for member in suite_group.members}
+    runs = planned_runs(suite_group)
+    main = runs[0].member
+    # Members of one twin differ only in blind answers: every suite file the same.
+    for member, path in projects.items():
+        twin = next(run.member for run in runs if same_twin(run.member, member))
+        assert suite_files(path) == suite_files(projects[twin]), (
+            f"{member.id} and {twin.id} differ only in answers a suite cannot see, yet "
+            f"differ outside SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS: "
+            f"{differing(suite_files(path), suite_files(projects[twin]))}"
+        )
+    # Twins: the same default suite (the stack suite's files and comments aside).
+    default_files = suite_files(projects[main], default_only=True)
+    for run in runs[1:]:
+        twin_files = suite_files(projects[run.member], default_only=True)
+        assert twin_files == default_files, (
+            f"DEFAULT_SUITE_TWINS: {run.member.id} renders another default suite than "
+            f"{main.id}: {differing(twin_files, default_files)}"
+        )
 
-    # No Docker engine in CI: the stack suite takes its local-binaries path (said
-    # here, so a machine with an engine still tests the path CI does).
-    env = {"STACK_MODE": "local"} if "stack" in extra else None
-    suite = run_generated_suite(shared_envs, project, *suite_arguments(extra), env=env)
+    results = []
+    for run in runs:
+        # A copy of its own: syncing and testing write into the project.
+        project = render_copy(run.member, tmp_path / run.member.id)
+        # No Docker engine in CI: the stack suite takes its local-binaries path (said
+        # here, so a machine with an engine still tests the path CI does).
+        env = {"STACK_MODE": "local"} if "stack" in run.suites else None
+        suite = run_generated_suite(shared_envs, project, *run.arguments(), env=env)
+        results.append((run, project, suite))
 
-    output = suite.result.stdout
-    record_property("sync_seconds", suite.environment.sync_seconds)
-    record_property("suite_seconds", suite.seconds)
-    # What the stack suite prints: services ready, the scheduled training run, the
-    # production check with its retraining (both deployments run through its Prefect
-    # server); and the fuzz suite's load run.
-    stack = dict(re.findall(STACK_TIMINGS, output, re.MULTILINE))
-    for name, seconds in stack.items():
-        record_property(f"{name.replace(' ', '_')}_seconds", float(seconds))
-    load = re.search(LOAD_LINE, output)
-    for name, value in (load.groupdict() if load else {}).items():
-        record_property(name, float(value))
-    print(
-        f"{suite_group.id}: {len(projects)} renders of suite {fingerprint}, run in {first} "
-        f"with {'+'.join(('default', *extra))}, env {suite.environment.key}, "
-        f"sync {suite.environment.sync_seconds:.1f} s, suite {suite.seconds:.1f} s, "
-        f"stack {stack}, load {load and load.group(0)}"
+    (_, _, first), *twins = results
+    record_property("sync_seconds", first.environment.sync_seconds)
+    record_property("suite_seconds", first.seconds)
+    for run, _, suite in twins:
+        what = "stack" if run.suites else "collect"
+        record_property(f"twin_{what}_seconds", suite.seconds)
+    for run, project, suite in results:
+        output = suite.result.stdout
+        # What the stack suite prints: services ready, the scheduled training run, the
+        # production check with its retraining (both deployments run through its
+        # Prefect server); and the fuzz suite's load run.
+        stack = dict(re.findall(STACK_TIMINGS, output, re.MULTILINE))
+        for name, seconds in stack.items():
+            record_property(f"{name.replace(' ', '_')}_seconds", float(seconds))
+        load = re.search(LOAD_LINE, output)
+        for name, value in (load.groupdict() if load else {}).items():
+            record_property(name, float(value))
+        ran = "+".join((("default",) if run.default else ()) + run.suites) or "collect"
+        print(
+            f"{suite_group.id}: {len(projects)} renders of default suite "
+            f"{suite_fingerprint(default_files)}, run in {run.member.id} with {ran}, "
+            f"env {suite.environment.key}, sync {suite.environment.sync_seconds:.1f} s, "
+            f"suite {suite.seconds:.1f} s, stack {stack}, load {load and load.group(0)}"
+        )
+        if suite.result.returncode != 0:
+            pytest.fail(failure_message(suite.result, project))
+        # The suites this run takes in ran, rather than being deselected in silence.
+        if "stack" in run.suites:
+            assert "stack ready" in stack, output[-3000:]
+        if "fuzz" in run.suites:
+            assert load is not None, output[-3000:]
+        if not run.default and not run.suites:
+            # What the twin alone has, its stack suite's modules, imported and collected.
+            counts = dict(re.findall(r"^(tests/\S+\.py): (\d+)$", output, re.MULTILINE))
+            for module in sorted((project / STACK_SUITE_FOLDER).glob("test_*.py")):
+                name = module.relative_to(project).as_posix()
+                assert int(counts.get(name, 0)) > 0, (name, output[-3000:])
+
+
+def same_twin(first: Combination, second: Combination) -> bool:
+    """Whether two combinations differ only in ``SUITE_BLIND_QUESTIONS``."""
+    return all(
+        first[name] == value for name, value in second.answers if name not in SUITE_BLIND_QUESTIONS
     )
-    if suite.result.returncode != 0:
-        pytest.fail(failure_message(suite.result, project))
-    # The suites this group takes in ran, rather than being deselected in silence.
-    if "stack" in extra:
-        assert "stack ready" in stack, output[-3000:]
-    if "fuzz" in extra:
-        assert load is not None, output[-3000:]
+
+
+def differing(first: Mapping[str, str], second: Mapping[str, str]) -> list[str]:
+    """The files two ``suite_files`` listings disagree on."""
+    return sorted(
+        name for name in first.keys() | second.keys() if first.get(name) != second.get(name)
+    )
 
 
 @pytest.mark.parametrize("pairs", [STACK_PAIRS, FUZZ_PAIRS], ids=["stack", "fuzz"])
@@ -131,15 +171,42 @@ def test_covering_sets_hold_every_pair_and_every_answer(
 def test_suite_groups_partition_the_matrix() -> None:
     groups = suite_groups()
     members = [member for group in groups for member in group.members]
-    # Every combination in exactly one group; a group differs only in blind answers.
+    # Every combination in exactly one group; a group's members differ only in blind
+    # answers and, twins, in answers DEFAULT_SUITE_TWINS names.
     assert sorted(members, key=str) == sorted(combinations(), key=str)
     assert len(members) == len(set(members))
     for group in groups:
-        seen = {
-            tuple(a for a in m.answers if a[0] not in SUITE_BLIND_QUESTIONS) for m in group.members
-        }
-        assert len(seen) == 1, group.id
+        assert len({default_suite_key(m) for m in group.members}) == 1, group.id
+        twin_questions = {name for picks, _ in DEFAULT_SUITE_TWINS for name in picks}
+        for first, second in itertools.combinations(group.members, 2):
+            apart = {name for name, value in first.answers if second[name] != value}
+            assert apart <= {*SUITE_BLIND_QUESTIONS, *twin_questions}, (first.id, second.id)
     assert len(groups) < len(members)
+    # The twins do merge groups: fewer runs of the default suite than stack suites to tell.
+    assert sum(len(group.stack_twins()) for group in groups) > len(groups)
+
+
+def test_planned_runs_give_each_member_its_suites_once() -> None:
+    for group in suite_groups():
+        runs = planned_runs(group)
+        # One default run, in the first; every twin has a run of its own render.
+        assert [run.default for run in runs] == [True] + [False] * (len(runs) - 1)
+        assert sorted(run.member.id for run in runs) == sorted(t.id for t in group.stack_twins())
+        for member in group.members:
+            (own,) = [run for run in runs if same_twin(run.member, member)]
+            # A member of the stack covering set gets its own stack suite run.
+            if member in covering_set("stack"):
+                assert "stack" in own.suites, member.id
+        # The fuzz suite (the same files in every twin) runs once, with the default suite.
+        fuzz_runs = [run for run in runs if "fuzz" in run.suites]
+        due = bool(covering_set("fuzz") & set(group.members))
+        assert fuzz_runs == ([runs[0]] if due else [])
+        # No run takes in a stack suite no member of its twin is due.
+        for run in runs:
+            if "stack" in run.suites:
+                assert any(
+                    same_twin(run.member, m) for m in covering_set("stack") & set(group.members)
+                ), run.member.id
 
 
 def test_each_service_suite_runs_with_the_groups_of_its_covering_set() -> None:
