@@ -1,0 +1,78 @@
+"""What the inference log's stores share: its columns and tables, and the `Store` protocol.
+
+The columns are the contract of every row the log holds (see `inference_log`);
+`window_frame` gives each store's `read_window` answer the same types and order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ..core.schema import ENTITY, FEATURE_NAMES, LABEL
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SERVED_AT = "served_at"
+RECEIVED_AT = "received_at"
+SCORED_AT = "scored_at"
+VARIANT = "variant"
+# Rows logged before canaries existed were all served by the champion.
+DEFAULT_VARIANT = "champion"
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    SERVED_AT,
+    "model_version",
+    VARIANT,
+    ENTITY,
+    *FEATURE_NAMES,
+    "probability",
+    "prediction",
+)
+FEEDBACK_COLUMNS: tuple[str, ...] = ("request_id", LABEL, RECEIVED_AT)
+SHADOW_COLUMNS: tuple[str, ...] = ("request_id", "shadow_version", "shadow_probability", SCORED_AT)
+# What `read_window` adds to the prediction columns: the label and the shadow score, or NA.
+JOINED_COLUMNS: tuple[str, ...] = (LABEL, "shadow_version", "shadow_probability")
+PREDICTIONS_TABLE = "inference_log"
+FEEDBACK_TABLE = "inference_feedback"
+SHADOW_TABLE = "inference_shadow"
+
+Kind = Literal["prediction", "feedback", "shadow"]
+Row = dict[str, Any]
+
+
+def new_request_id() -> str:
+    """A fresh id for a served prediction: the client quotes it with the label."""
+    return uuid.uuid4().hex
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC; a naive datetime is taken as UTC, like every timestamp the log writes."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Store(Protocol):
+    """Where batches go and windows come from."""
+
+    def write_predictions(self, rows: list[Row]) -> None: ...
+    def write_feedback(self, rows: list[Row]) -> None: ...
+    def write_shadow(self, rows: list[Row]) -> None: ...
+    def read_window(self, start: datetime, end: datetime) -> pd.DataFrame: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def window_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Predictions joined with labels and shadow scores, in serving order and contract types."""
+    import pandas as pd
+
+    frame[SERVED_AT] = pd.to_datetime(frame[SERVED_AT], utc=True)
+    frame[VARIANT] = frame[VARIANT].fillna(DEFAULT_VARIANT).astype(str)
+    frame[ENTITY] = frame[ENTITY].astype("Int64")
+    frame["prediction"] = frame["prediction"].astype(bool)
+    frame[LABEL] = frame[LABEL].astype("boolean")
+    frame["shadow_version"] = frame["shadow_version"].astype("string")
+    frame["shadow_probability"] = frame["shadow_probability"].astype("Float64")
+    return frame.sort_values(SERVED_AT, kind="stable").reset_index(drop=True)
