@@ -1,0 +1,28 @@
+"""What every command module shares: the console it prints to and the settings it loads.
+
+No `from __future__ import annotations` in the command modules: typer reads the
+option types at run time.
+"""
+
+import os
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+console = Console()
+
+
+def load_settings() -> "Settings":
+    """The settings from the environment, with the project's directories created."""
+    from .config import Settings
+
+    settings = Settings()
+    settings.ensure_dirs()
+    # Prefect keeps its state with the project's, unless the environment says otherwise.
+    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    # Prefect's temporary server gets 20 s to start by default: too tight on a busy laptop.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    return settings
