@@ -596,6 +596,7 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
         "skops",
         "sqlalchemy",
         "tritonclient",
+        "ty",
         "typer",
     }
 )

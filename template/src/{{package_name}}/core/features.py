@@ -45,7 +45,7 @@ def point_in_time_join(
         on=TIMESTAMP,
         by=ENTITY,
         direction="backward",
-        tolerance=pd.Timedelta(ttl),
+        tolerance=pd.to_timedelta(ttl),
     )
     joined = joined.dropna(subset=list(FEATURE_NAMES))
     # The join leaves NaN room in integer columns; restore the contract's types.

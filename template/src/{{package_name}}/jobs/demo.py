@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from rich.console import Console
 
@@ -31,7 +31,7 @@ class DemoResult:
 
 
 @contextmanager
-def _step(console: Console, timings: dict[str, float], title: str) -> Iterator[None]:
+def _step(console: Console, timings: dict[str, float], title: str) -> Generator[None]:
     started = time.perf_counter()
     with console.status(f"{title}..."):
         yield

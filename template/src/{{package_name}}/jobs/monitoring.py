@@ -121,7 +121,14 @@ def check_drift(
     )
     columns = list(FEATURE_NAMES)
     report = Report(
-        [DataDriftPreset(drift_share=settings.drift_share, **methods)], include_tests=True
+        [
+            DataDriftPreset(
+                drift_share=settings.drift_share,
+                num_method=methods.get("num_method"),
+                cat_method=methods.get("cat_method"),
+            )
+        ],
+        include_tests=True,
     )
     snapshot = report.run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),

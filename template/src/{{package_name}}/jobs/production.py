@@ -110,8 +110,10 @@ def prediction_drift(reference: pd.Series, current: pd.Series, settings: Setting
     from .monitoring import score_kind
 
     definition = DataDefinition(numerical_columns=["probability"])
-    method = {} if settings.drift_method == "auto" else {"method": settings.drift_method}
-    report = Report([ValueDrift(column="probability", **method)], include_tests=True)
+    method = None if settings.drift_method == "auto" else settings.drift_method
+    # Evidently declares a private `_init_values` as a field, which reads as a required argument.
+    drift = ValueDrift(column="probability", method=method)  # ty: ignore[missing-argument]  # see above
+    report = Report([drift], include_tests=True)
     snapshot = report.run(
         current_data=Dataset.from_pandas(
             current.to_frame("probability"), data_definition=definition

@@ -103,7 +103,7 @@ def stage(settings: Settings, root: Path, ref: registry.ModelRef) -> Path:
         partial.mkdir(parents=True)
         mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(partial))
         partial.rename(version_dir)
-    model_settings = {
+    model_settings: dict[str, object] = {
         "name": settings.model_name,
         "implementation": RUNTIME,
         # The runtime loads the pyfunc; training logs it with predict_fn="predict_proba",

@@ -41,7 +41,7 @@ def few_unknown_keys(cls: type[BaseModel], data: Any) -> Any:
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
     if spec.is_categorical:
         # Literal[("a", "b")] is Literal["a", "b"]: the categories become the allowed values.
-        return Literal[spec.categories], Field(description=spec.description)
+        return Literal[spec.categories], Field(description=spec.description)  # ty: ignore[invalid-type-form]  # the categories are data, read at import
     return _PYTHON_TYPES[spec.dtype], Field(
         description=spec.description,
         ge=spec.minimum,
@@ -50,7 +50,7 @@ def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
     )
 
 
-FeatureRow = create_model(  # type: ignore[call-overload]
+FeatureRow = create_model(  # ty: ignore[no-matching-overload]  # **fields could hold __base__, as far as a checker knows
     "FeatureRow",
     __config__=ConfigDict(extra="forbid", title="FeatureRow"),
     __doc__="One customer's full feature row, in the units and ranges of the contract.",
@@ -71,9 +71,7 @@ class PredictRequest(BaseModel):
         le=MAX_CUSTOMER_ID,
         description="Look the customer's latest features up online",
     )
-    features: FeatureRow | None = Field(  # type: ignore[valid-type]
-        default=None, description="Score this feature row as given"
-    )
+    features: FeatureRow | None = Field(default=None, description="Score this feature row as given")
 
     _few_unknown_keys = model_validator(mode="before")(few_unknown_keys)
 

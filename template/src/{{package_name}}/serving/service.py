@@ -138,7 +138,7 @@ class ModelService:
         self.inference_log.close(timeout=8.0)
 
     # Async on purpose: scoring takes about a millisecond, less than handing it to a thread.
-    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
+    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)  # ty: ignore[invalid-argument-type]  # pydantic model, converted by BentoML
     async def predict(
         self, customer_id: int | None = None, features: FeatureRow | None = None
     ) -> PredictResponse | JSONResponse:
@@ -205,7 +205,7 @@ class ModelService:
         self.inference_log.record_shadow(request_id, shadow.model_version, shadow.probability)
         metrics.count_shadow("same" if shadow.prediction == served.prediction else "different")
 
-    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)  # ty: ignore[invalid-argument-type]  # pydantic model, converted by BentoML
     async def feedback(self, request_id: str, churned: bool) -> JSONResponse:
         """Record the true outcome of a served prediction; 202 once it is queued.
 
@@ -230,7 +230,11 @@ class ModelService:
 
 ENDPOINTS = ("/predict", "/feedback", "/reload")
 # The first is the outermost: the requests the guard refuses are timed and counted too.
-ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=ENDPOINTS)
+# BentoML's AsgiMiddleware protocol takes `**options: Any`, which no class whose options
+# are named (as these are) matches, hence the two ignores.
+ModelService.add_asgi_middleware(metrics.RequestMetrics, paths=ENDPOINTS)  # ty: ignore[invalid-argument-type]  # options are named
 ModelService.add_asgi_middleware(
-    RequestGuard, paths=ENDPOINTS, max_bytes=SETTINGS.max_request_bytes
+    RequestGuard,  # ty: ignore[invalid-argument-type]  # options are named
+    paths=ENDPOINTS,
+    max_bytes=SETTINGS.max_request_bytes,
 )

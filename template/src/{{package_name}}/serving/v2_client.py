@@ -14,13 +14,14 @@ tritonclient and numpy are imported lazily (tritonclient pulls in gevent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.schema import ENTITY, FEATURE_NAMES, FEATURES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     import numpy as np
     import pandas as pd
@@ -141,7 +142,8 @@ class V2Client:
         """
         from tritonclient.utils import InferenceServerException
 
-        columns = _columns(rows) if isinstance(rows, list | tuple) else rows
+        # A DataFrame and a dict of columns are not sequences; a list of row dicts is.
+        columns = _columns(rows) if isinstance(rows, Sequence) else rows
         missing = [name for name in FEATURE_NAMES if name not in columns]
         if missing:
             raise ValueError(f"rows lack the features {missing}")
