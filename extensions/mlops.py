@@ -11,6 +11,7 @@ copier.yml):
 
 from __future__ import annotations
 
+import functools
 import keyword
 import os
 import re
@@ -1316,34 +1317,43 @@ ANSWERS_USED = (
 
 
 def derived_context(answers: dict[str, Any]) -> dict[str, Any]:
-    """Values the file templates read, computed once from the answers."""
-    tier = TIERS[answers["team_size"]]
-    package = answers["package_name"]
-    serving = SERVINGS.get(answers["serving"])
+    """Values the file templates read, computed once from the answers.
+
+    The hook runs for every file and path copier renders (about a thousand per
+    project), so the values are made once per set of answers and shared.
+    """
+    shared = _derived_values(
+        answers["team_size"],
+        answers["package_name"],
+        answers["serving"],
+        answers["cloud"],
+        answers["rollout_strategy"],
+        answers["project_slug"],
+    )
+    return {**shared, "recorded_answers": answers["_copier_answers"]}
+
+
+@functools.lru_cache(maxsize=64)
+def _derived_values(
+    team_size: str, package: str, serving_key: str, cloud: str, rollout: str, slug: str
+) -> dict[str, Any]:
+    tier = TIERS[team_size]
+    serving = SERVINGS.get(serving_key)
     return {
         "tier": asdict(tier),
-        "provider": asdict(CLOUDS[answers["cloud"]]),
+        "provider": asdict(CLOUDS[cloud]),
         # Copier checks an answer against its choices after this hook has run for
         # the next question's default: an unknown one must not fail here first.
         "serving_choice": asdict(serving) if serving is not None else {},
         # Templates ask this, never tier.kubernetes: kserve and seldon need a cluster.
-        "deploys_to_kubernetes": deploys_to_kubernetes(answers["team_size"], answers["serving"]),
-        "model_uri_example": model_uri_example(answers["serving"], answers["cloud"]),
-        "release_values": [
-            asdict(value)
-            for value in release_values(
-                answers["serving"], answers["rollout_strategy"], answers["project_slug"]
-            )
-        ],
-        "rollout": {
-            "key": answers["rollout_strategy"],
-            "summary": ROLLOUTS.get(answers["rollout_strategy"], ""),
-        },
+        "deploys_to_kubernetes": deploys_to_kubernetes(team_size, serving_key),
+        "model_uri_example": model_uri_example(serving_key, cloud),
+        "release_values": [asdict(value) for value in release_values(serving_key, rollout, slug)],
+        "rollout": {"key": rollout, "summary": ROLLOUTS.get(rollout, "")},
         "env_prefix": f"{package.upper()}_",
-        "cli_name": answers["project_slug"],
-        "model_name": answers["project_slug"],
+        "cli_name": slug,
+        "model_name": slug,
         "python_version": PYTHON_VERSION,
-        "recorded_answers": answers["_copier_answers"],
     }
 
 
