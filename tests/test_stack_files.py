@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from helpers import extension_module, read_answers, run
+from helpers import extension_module, read_answers, run, tool
 from prewarmed import Prewarmed
 
 if TYPE_CHECKING:
@@ -181,6 +182,63 @@ def test_compose_refuses_to_run_without_each_secret(project: Path, tmp_path: Pat
     if key not in _REFUSALS:
         _REFUSALS[key] = compose_refusals(project, tmp_path)
     assert _REFUSALS[key] == dict.fromkeys(required_variables(project), True)
+
+
+# make's verdicts, by the content of the Makefile and .env.example.
+_MAKE_RUNS: dict[str, dict[str, tuple[int, str]]] = {}
+MAKE_TARGETS_ON_ENV = ("up", "train", "serve", "monitor")
+
+
+def test_make_refuses_the_placeholders_of_env_example(project: Path, tmp_path: Path) -> None:
+    """`cp .env.example .env && make up` as the README has it: refused, naming each
+    change-me variable, before compose runs; with them replaced, compose is called."""
+    inputs = hashlib.sha256()
+    for name in ("Makefile", ".env.example"):
+        inputs.update((project / name).read_bytes())
+    key = inputs.hexdigest()
+    if key not in _MAKE_RUNS:
+        _MAKE_RUNS[key] = make_runs(project, tmp_path)
+    runs = _MAKE_RUNS[key]
+    example = (project / ".env.example").read_text(encoding="utf-8")
+    placeholders = re.findall(r"(?m)^(\w+)=change-me$", example)
+    assert placeholders, "no change-me in .env.example"
+    for target in MAKE_TARGETS_ON_ENV:
+        status, output = runs[f"{target} as copied"]
+        assert status != 0, (target, output)
+        assert "COMPOSE-CALLED" not in output, (target, output)
+        assert all(name in output for name in placeholders), (target, output)
+        status, output = runs[f"{target} filled in"]
+        assert status == 0, (target, output)
+        assert "COMPOSE-CALLED" in output, (target, output)
+
+
+def make_runs(project: Path, tmp_path: Path) -> dict[str, tuple[int, str]]:
+    """Each target of ``MAKE_TARGETS_ON_ENV`` with .env as copied, then filled in."""
+    work = tmp_path / "make"
+    work.mkdir()
+    shutil.copy(project / "Makefile", work)
+    shutil.copy(project / ".env.example", work / ".env")
+    # uv.lock newer than pyproject.toml: make has nothing to lock.
+    (work / "pyproject.toml").touch()
+    (work / "uv.lock").touch()
+    os.utime(work / "pyproject.toml", (0, 0))
+    runs = {}
+    for state in ("as copied", "filled in"):
+        if state == "filled in":
+            text = (work / ".env").read_text(encoding="utf-8")
+            (work / ".env").write_text(
+                text.replace("=change-me", "=s3cr3t-value"), encoding="utf-8"
+            )
+        for target in MAKE_TARGETS_ON_ENV:
+            done = subprocess.run(
+                [tool("make"), "--no-print-directory", target, "COMPOSE=echo COMPOSE-CALLED"],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            runs[f"{target} {state}"] = (done.returncode, done.stdout + done.stderr)
+    return runs
 
 
 def compose_refusals(project: Path, tmp_path: Path) -> dict[str, bool]:
