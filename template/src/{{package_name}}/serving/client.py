@@ -17,6 +17,14 @@ class ServiceError(RuntimeError):
         super().__init__(f"HTTP {status}: {detail}")
 
 
+class ServiceUnreachableError(ConnectionError):
+    """No answer from the service: nothing listens there, or it timed out."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        self.url = url
+        super().__init__(f"no answer from the service at {url}: {reason}")
+
+
 def post_json(base_url: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
     request = urllib.request.Request(
         f"{base_url.rstrip('/')}{path}",
@@ -34,6 +42,11 @@ def post_json(base_url: str, path: str, body: dict[str, Any], timeout: float = 1
         except ValueError:
             detail = payload.decode(errors="replace")
         raise ServiceError(error.code, detail) from None
+    # HTTPError is a URLError too: only what is left here never reached the service.
+    except urllib.error.URLError as error:
+        raise ServiceUnreachableError(base_url, error.reason) from None
+    except (TimeoutError, ConnectionError) as error:
+        raise ServiceUnreachableError(base_url, error) from None
 
 
 def predict(
