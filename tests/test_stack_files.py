@@ -617,7 +617,9 @@ def test_dockerfiles_build_what_compose_runs(project: Path, combination: Combina
         assert "--locked" in text
         assert "--no-default-groups" in text
         assert re.search(r"^USER 10001:10001$", text, re.MULTILINE), "a non-root user"
-        assert f'ENTRYPOINT ["{cli}"]' in text
+        # tini as PID 1 reaps orphans and forwards signals to the command.
+        assert f'ENTRYPOINT ["tini", "--", "{cli}"]' in text
+        assert re.search(r"apt-get install .*\btini\b", text), "tini installed"
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ..config import Settings
 from ..io.inference_log import InferenceLog, InferenceLogFull, open_inference_log
 from . import metrics
 from .errors import error_response
+from .lifetime import end_with_parent
 from .limits import RequestGuard
 from .predictor import (
     ChampionPoller,
@@ -112,6 +113,8 @@ class ModelService:
     """Churn predictions from the registered champion, by customer id or feature row."""
 
     def __init__(self) -> None:
+        # Instances live in the workers: a worker must not outlive a killed arbiter.
+        end_with_parent()
         self.predictor = Predictor(SETTINGS, on_swap=metrics.model_swapped)
         self.predictor.start()
         self.inference_log = open_inference_log(SETTINGS, on_write=metrics.inference_log_written)
