@@ -21,9 +21,11 @@ seconds, then raises `InferenceLogFull` and the service answers 503 *instead of
 serving the prediction*. So every prediction a client received is in the log;
 none is ever dropped to make room. A failed write is retried, with backoff, with
 the same rows. `close` writes everything still queued: the service calls it on
-shutdown, so a clean stop (SIGTERM) loses nothing. A killed process (SIGKILL,
-out of memory) loses what it had not written yet: at most `MAX_QUEUE` rows plus
-one batch, usually the last `FLUSH_INTERVAL` seconds of traffic.
+shutdown, so a clean stop (SIGTERM) loses nothing, and neither does a ``kill -9``
+of the serve process: its workers get SIGTERM from the kernel and stop the same
+way (`serving.lifetime`). A killed worker (SIGKILL, out of memory) loses what it
+had not written yet: at most `MAX_QUEUE` rows plus one batch, usually the last
+`FLUSH_INTERVAL` seconds of traffic.
 
 Two stores, chosen by ``Settings.inference_log_url``: empty for parquet files
 under ``<home>/inference_log/`` (`ParquetStore`), ``postgresql+psycopg://...``
