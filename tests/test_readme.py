@@ -62,6 +62,20 @@ def test_ci_runs_the_tests_command_exactly() -> None:
     assert code[-1] == readme_commands()["tests"], "the tests command decides CI's result"
 
 
+# What the demo printed before embedded mode was quieted: Prefect's telemetry error,
+# its per-task INFO lines, MLflow's schema hint, pip warning and download bars.
+NOISE = (
+    "Traceback",
+    "ERROR",
+    "Failed to send telemetry",
+    "Finished in state",
+    "UserWarning",
+    "Failed to resolve installed pip version",
+    "Downloading artifacts",
+    "database is locked",
+)
+
+
 @pytest.mark.slow
 def test_demo_command_as_written(
     tmp_path: Path, record_property: Callable[[str, object], None]
@@ -90,3 +104,8 @@ def test_demo_command_as_written(
     assert done.returncode == 0, output
     demo = clone / "build" / "demo"
     assert read_answers(demo)["project_slug"] == "churn-model"
+    # Embedded mode is quiet unless something is wrong: nothing a newcomer would
+    # read as a failure (nox prints the command, then the demo's stderr follows).
+    demo_stderr = done.stderr.rsplit("churn-model demo", 1)[-1]
+    for noise in NOISE:
+        assert noise not in done.stdout + demo_stderr, (noise, output)

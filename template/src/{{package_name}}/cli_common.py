@@ -14,6 +14,20 @@ if TYPE_CHECKING:
 
 console = Console()
 
+# Embedded mode (no Prefect server configured) is quiet unless something is wrong:
+# Prefect's line per task run, its temporary server's telemetry (an ERROR when
+# offline), MLflow's INFO lines and its download bars read as noise or as failure.
+# Set before a command imports Prefect or MLflow, which read them at import.
+EMBEDDED_QUIET = {
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+if not os.environ.get("PREFECT_API_URL"):
+    for name, value in EMBEDDED_QUIET.items():
+        os.environ.setdefault(name, value)
+
 
 def load_settings() -> "Settings":
     """The settings from the environment, with the project's directories created."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,9 @@ PREVIOUS_CHAMPION_TAG = "previous_champion"
 ROLLOUT_TAG = "rollout"
 
 log = logging.getLogger(__name__)
+# uv environments have no pip: MLflow warns on every logged model that it cannot pin
+# pip's version in conda.yaml, which nothing here uses.
+logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 class RolloutError(Exception):
@@ -351,26 +355,32 @@ def log_and_register(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, model.predict_proba(input_example))
-    with mlflow.start_run(run_name=f"train-{tags.get('data_version', 'unknown')[:8]}"):
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags(tags)
-        for artifact_path, local_path in (artifacts or {}).items():
-            # "" puts the file at the top of the run's artifacts (e.g. the model card).
-            mlflow.log_artifact(local_path, artifact_path=artifact_path or None)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=input_example,
-            # Passing requirements skips MLflow's slow dependency inference.
-            pip_requirements=pip_requirements(),
-            # Model servers that load the pyfunc (mlflow models serve, MLServer) then
-            # answer with class probabilities, as the signature says, not 0/1 labels.
-            pyfunc_predict_fn="predict_proba",
-            registered_model_name=settings.model_name,
-        )
+    # The contract refuses missing values before scoring, so MLflow's hint (inferring
+    # the signature, and again logging the example) that integer columns cannot hold
+    # them does not apply.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(input_example, model.predict_proba(input_example))
+        run_name = f"train-{tags.get('data_version', 'unknown')[:8]}"
+        with mlflow.start_run(run_name=run_name):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags(tags)
+            for artifact_path, local_path in (artifacts or {}).items():
+                # "" puts the file at the top of the run's artifacts (e.g. the model card).
+                mlflow.log_artifact(local_path, artifact_path=artifact_path or None)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                # Passing requirements skips MLflow's slow dependency inference.
+                pip_requirements=pip_requirements(),
+                # Model servers that load the pyfunc (mlflow models serve, MLServer) then
+                # answer with class probabilities, as the signature says, not 0/1 labels.
+                pyfunc_predict_fn="predict_proba",
+                registered_model_name=settings.model_name,
+            )
     registered = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, registered, key, value)
