@@ -178,9 +178,19 @@ DEFAULT_SUITE_TWINS: tuple[tuple[dict[str, object], dict[str, object]], ...] = (
 STACK_SUITE_FOLDER = "tests/stack/"
 
 
+def visible_answers(combination: Combination) -> tuple[tuple[str, object], ...]:
+    """The answers a generated suite (stack suite included) can see."""
+    return tuple(a for a in combination.answers if a[0] not in SUITE_BLIND_QUESTIONS)
+
+
+def same_twin(first: Combination, second: Combination) -> bool:
+    """Whether two combinations render the same suites: they differ in blind answers only."""
+    return visible_answers(first) == visible_answers(second)
+
+
 def default_suite_key(combination: Combination) -> tuple[tuple[str, object], ...]:
     """The answers a default suite can tell apart, a twin's mapped to its equal's."""
-    seen = {name: value for name, value in combination.answers if name not in SUITE_BLIND_QUESTIONS}
+    seen = dict(visible_answers(combination))
     for picks, equals in DEFAULT_SUITE_TWINS:
         if all(seen.get(name) == value for name, value in picks.items()):
             seen |= equals
@@ -208,8 +218,7 @@ class SuiteGroup:
         """One member per distinct stack suite (per ``default_suite_key`` twin), in order."""
         seen: dict[tuple[tuple[str, object], ...], Combination] = {}
         for member in self.members:
-            visible = tuple(a for a in member.answers if a[0] not in SUITE_BLIND_QUESTIONS)
-            seen.setdefault(visible, member)
+            seen.setdefault(visible_answers(member), member)
         return list(seen.values())
 
 
@@ -336,9 +345,7 @@ def planned_runs(group: SuiteGroup) -> list[PlannedRun]:
     fuzz = ("fuzz",) if covering_set("fuzz") & members else ()
 
     def takes_stack(twin: Combination) -> bool:
-        visible = [a for a in twin.answers if a[0] not in SUITE_BLIND_QUESTIONS]
-        same = {m for m in group.members if all(a in m.answers for a in visible)}
-        return bool(covering_set("stack") & same)
+        return any(same_twin(twin, member) for member in covering_set("stack") & members)
 
     twins = sorted(group.stack_twins(), key=lambda twin: not takes_stack(twin))
     first, *others = twins

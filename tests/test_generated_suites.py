@@ -27,6 +27,7 @@ from helpers import (
     failure_message,
     planned_runs,
     run_generated_suite,
+    same_twin,
     service_suites,
     suite_arguments,
     suite_files,
@@ -70,15 +71,16 @@ def test_generated_suite_passes(
     otherwise has every test of its own collected.
     """
     projects = {member: rendered(member) for member in suite_group.members}
+    files = {member: suite_files(path) for member, path in projects.items()}
     runs = planned_runs(suite_group)
     main = runs[0].member
     # Members of one twin differ only in blind answers: every suite file the same.
-    for member, path in projects.items():
+    for member in projects:
         twin = next(run.member for run in runs if same_twin(run.member, member))
-        assert suite_files(path) == suite_files(projects[twin]), (
+        assert files[member] == files[twin], (
             f"{member.id} and {twin.id} differ only in answers a suite cannot see, yet "
             f"differ outside SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS: "
-            f"{differing(suite_files(path), suite_files(projects[twin]))}"
+            f"{differing(files[member], files[twin])}"
         )
     # Twins: the same default suite (the stack suite's files and comments aside).
     default_files = suite_files(projects[main], default_only=True)
@@ -136,13 +138,6 @@ def test_generated_suite_passes(
             for module in sorted((project / STACK_SUITE_FOLDER).glob("test_*.py")):
                 name = module.relative_to(project).as_posix()
                 assert int(counts.get(name, 0)) > 0, (name, output[-3000:])
-
-
-def same_twin(first: Combination, second: Combination) -> bool:
-    """Whether two combinations differ only in ``SUITE_BLIND_QUESTIONS``."""
-    return all(
-        first[name] == value for name, value in second.answers if name not in SUITE_BLIND_QUESTIONS
-    )
 
 
 def differing(first: Mapping[str, str], second: Mapping[str, str]) -> list[str]:
