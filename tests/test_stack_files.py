@@ -169,16 +169,21 @@ def test_env_example_names_exactly_the_required_variables(project: Path) -> None
     )
 
 
+def content_key(project: Path, *names: str) -> str:
+    """One hash of the named files' contents: renders that share them share a verdict."""
+    inputs = hashlib.sha256()
+    for name in names:
+        inputs.update((project / name).read_bytes())
+    return inputs.hexdigest()
+
+
 # docker-compose's verdicts, by the content of the two files they depend on: renders
 # that differ only in answers those files do not carry (serving) share one run.
 _REFUSALS: dict[str, dict[str, bool]] = {}
 
 
 def test_compose_refuses_to_run_without_each_secret(project: Path, tmp_path: Path) -> None:
-    inputs = hashlib.sha256()
-    for name in ("compose.yaml", ".env.example"):
-        inputs.update((project / name).read_bytes())
-    key = inputs.hexdigest()
+    key = content_key(project, "compose.yaml", ".env.example")
     if key not in _REFUSALS:
         _REFUSALS[key] = compose_refusals(project, tmp_path)
     assert _REFUSALS[key] == dict.fromkeys(required_variables(project), True)
@@ -192,10 +197,7 @@ MAKE_TARGETS_ON_ENV = ("up", "train", "serve", "monitor")
 def test_make_refuses_the_placeholders_of_env_example(project: Path, tmp_path: Path) -> None:
     """`cp .env.example .env && make up` as the README has it: refused, naming each
     change-me variable, before compose runs; with them replaced, compose is called."""
-    inputs = hashlib.sha256()
-    for name in ("Makefile", ".env.example"):
-        inputs.update((project / name).read_bytes())
-    key = inputs.hexdigest()
+    key = content_key(project, "Makefile", ".env.example")
     if key not in _MAKE_RUNS:
         _MAKE_RUNS[key] = make_runs(project, tmp_path)
     runs = _MAKE_RUNS[key]
