@@ -9,12 +9,12 @@ The answer space
     ``suite_group`` runs once per group of combinations that differ only in answers
     a generated suite cannot see (the rollout strategy, which only the deployments'
     configuration carries): each member is rendered and must carry the same suite,
-    which then runs once. Renders that differ in a visible answer yet carry the
-    same default suite (aws and local without a feature store:
-    ``helpers.DEFAULT_SUITE_TWINS``) share that run too, shown file by file; each
-    twin still runs its own stack suite when due, or has its tests collected. The
-    suites that start services (stack, fuzz) run on
-    covering sets, in which every value pair of the questions their services
+    which then runs once. Renders that differ in a visible answer yet share all
+    but a named module or two of the default suite (the clouds without a feature
+    store: ``helpers.SUITE_SIBLINGS``) share that run too, shown file by file and
+    package by package; each sibling runs the modules it does not share, and its
+    stack suite when due, in its own render and environment. The suites that
+    start services (stack, fuzz) run on covering sets, in which every value pair of the questions their services
     depend on occurs (``helpers.covering``): in the same pytest run as the default
     suite of each group that holds a member of the set.
 

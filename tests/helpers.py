@@ -165,15 +165,20 @@ def suite_blind(relative: str) -> bool:
     return relative in SUITE_BLIND_FILES or relative.split("/", 1)[0] in SUITE_BLIND_FOLDERS
 
 
-# Renders that differ in an answer the default suite does see, yet carry the same
-# default suite: (answers that pick such renders, the answers whose render they
-# equal). Without a feature store, aws keeps artifacts on the S3 API as local does
-# (on MinIO), so both render the same source, tests and dependencies; only the
-# stack suite (moto or MinIO beside the tests) and a comment in pyproject.toml
-# differ. ``test_generated_suite_passes`` checks that, file by file, on every run.
-DEFAULT_SUITE_TWINS: tuple[tuple[dict[str, object], dict[str, object]], ...] = (
-    ({"cloud": "aws", "feature_store": False}, {"cloud": "local"}),
-)
+# Renders that differ in an answer the default suite does see, yet share most of
+# it: (the question, the answers under which its renders share). Without a feature
+# store the cloud changes only the object store's client and emulator (the
+# dependencies in pyproject.toml) and the one test that round-trips artifacts
+# through that store; source and every other test are the same bytes. Such renders
+# form one group: the first runs the whole default suite; each other runs, in its
+# own render and environment, the modules it does not share (``SIBLING_FILES``).
+# ``test_generated_suite_passes`` shows that file by file, and package by package
+# that the environments hold the same versions of every package they share.
+# (With a feature store the cloud picks the offline and online stores in the
+# source, so those renders run whole.)
+SUITE_SIBLINGS: tuple[tuple[str, dict[str, object]], ...] = (("cloud", {"feature_store": False}),)
+# What siblings' default suites may differ in.
+SIBLING_FILES = frozenset({"pyproject.toml", "tests/test_artifact_store.py"})
 # The stack suite's own files: the default suite collects them but runs none.
 STACK_SUITE_FOLDER = "tests/stack/"
 
@@ -183,24 +188,24 @@ def visible_answers(combination: Combination) -> tuple[tuple[str, object], ...]:
     return tuple(a for a in combination.answers if a[0] not in SUITE_BLIND_QUESTIONS)
 
 
-def same_twin(first: Combination, second: Combination) -> bool:
+def same_render(first: Combination, second: Combination) -> bool:
     """Whether two combinations render the same suites: they differ in blind answers only."""
     return visible_answers(first) == visible_answers(second)
 
 
 def default_suite_key(combination: Combination) -> tuple[tuple[str, object], ...]:
-    """The answers a default suite can tell apart, a twin's mapped to its equal's."""
+    """The answers that pick a group: the visible ones, less a sibling question's."""
     seen = dict(visible_answers(combination))
-    for picks, equals in DEFAULT_SUITE_TWINS:
-        if all(seen.get(name) == value for name, value in picks.items()):
-            seen |= equals
+    for question, when in SUITE_SIBLINGS:
+        if all(seen.get(name) == value for name, value in when.items()):
+            seen.pop(question, None)
     return tuple(seen.items())
 
 
 @dataclass(frozen=True)
 class SuiteGroup:
-    """Combinations that render one default suite: they differ only in
-    ``SUITE_BLIND_QUESTIONS`` and in ``DEFAULT_SUITE_TWINS``."""
+    """Combinations that share one run of the default suite: they differ only in
+    ``SUITE_BLIND_QUESTIONS`` and in a question of ``SUITE_SIBLINGS``."""
 
     members: tuple[Combination, ...]
 
@@ -214,8 +219,8 @@ class SuiteGroup:
             parts.append("+".join(values))
         return "-".join(parts)
 
-    def stack_twins(self) -> list[Combination]:
-        """One member per distinct stack suite (per ``default_suite_key`` twin), in order."""
+    def siblings(self) -> list[Combination]:
+        """One member per distinct render of the suites (per visible answers), in order."""
         seen: dict[tuple[tuple[str, object], ...], Combination] = {}
         for member in self.members:
             seen.setdefault(visible_answers(member), member)
@@ -228,6 +233,16 @@ def suite_groups() -> list[SuiteGroup]:
     for combination in combinations():
         groups.setdefault(default_suite_key(combination), []).append(combination)
     return [SuiteGroup(tuple(members)) for members in groups.values()]
+
+
+def locked_versions(lock_file: Path) -> dict[str, str]:
+    """Every package a uv.lock pins, with its version (the project itself left out)."""
+    lock = tomllib.loads(lock_file.read_text(encoding="utf-8"))
+    return {
+        package["name"]: package["version"]
+        for package in lock.get("package", [])
+        if "version" in package and package.get("source", {}).get("editable") is None
+    }
 
 
 def suite_files(project_dir: Path, *, default_only: bool = False) -> dict[str, str]:
@@ -323,34 +338,39 @@ class PlannedRun:
     member: Combination
     # The ``SERVICE_SUITES`` it takes in.
     suites: tuple[str, ...]
-    # Whether it runs the default suite. The runs of a group's other twins do not:
-    # they run their own stack suite when it is in the covering set, and otherwise
-    # collect every test of theirs (the stack suite's modules are all that differ).
+    # Whether it runs the whole default suite. A group's other siblings do not: each
+    # runs the default-suite modules of its own (``SIBLING_FILES`` that differ from
+    # the first's) and its stack suite when due; the stack modules are collected.
     default: bool
 
-    def arguments(self) -> list[str]:
+    def arguments(self, own_modules: Sequence[str] = ()) -> list[str]:
+        """pytest arguments; ``own_modules``: a sibling's test modules the first's lack."""
         if self.default:
             return suite_arguments(self.suites)
+        paths = [*own_modules, STACK_SUITE_FOLDER]
         if self.suites:
-            return ["-m", " or ".join(self.suites), "-s"]
+            return ["-m", " or ".join(("not stack and not fuzz", *self.suites)), "-s", *paths]
+        if own_modules:
+            # Its stack modules are imported and collected, then deselected.
+            return ["-m", "not stack and not fuzz", *paths]
         return ["--collect-only", "-q", "-m", ""]
 
 
 def planned_runs(group: SuiteGroup) -> list[PlannedRun]:
     """The runs that give every member of ``group`` its default suite and the service
-    suites of the covering sets it is in: one run of the default suite, in the render
-    of the twin that takes the stack suite in (if one does), with the fuzz suite when
-    it is due; then one run for each other twin."""
+    suites of the covering sets it is in: one run of the whole default suite, in the
+    render of the sibling that takes the stack suite in (if one does), with the fuzz
+    suite when it is due; then one run for each other sibling."""
     members = set(group.members)
     fuzz = ("fuzz",) if covering_set("fuzz") & members else ()
 
-    def takes_stack(twin: Combination) -> bool:
-        return any(same_twin(twin, member) for member in covering_set("stack") & members)
+    def takes_stack(sibling: Combination) -> bool:
+        return any(same_render(sibling, member) for member in covering_set("stack") & members)
 
-    twins = sorted(group.stack_twins(), key=lambda twin: not takes_stack(twin))
-    first, *others = twins
+    siblings = sorted(group.siblings(), key=lambda sibling: not takes_stack(sibling))
+    first, *others = siblings
     runs = [PlannedRun(first, (("stack",) if takes_stack(first) else ()) + fuzz, True)]
-    runs += [PlannedRun(t, ("stack",) if takes_stack(t) else (), False) for t in others]
+    runs += [PlannedRun(s, ("stack",) if takes_stack(s) else (), False) for s in others]
     return runs
 
 

@@ -13,21 +13,23 @@ from typing import TYPE_CHECKING
 import pytest
 
 from helpers import (
-    DEFAULT_SUITE_TWINS,
     FUZZ_PAIRS,
     ROOT,
+    SIBLING_FILES,
     STACK_PAIRS,
     STACK_SUITE_FOLDER,
     SUITE_BLIND_QUESTIONS,
+    SUITE_SIBLINGS,
     answer_space,
     combinations,
     covering,
     covering_set,
     default_suite_key,
     failure_message,
+    locked_versions,
     planned_runs,
     run_generated_suite,
-    same_twin,
+    same_render,
     service_suites,
     suite_arguments,
     suite_files,
@@ -59,37 +61,41 @@ def test_generated_suite_passes(
     record_property: Callable[[str, object], None],
     tmp_path: Path,
 ) -> None:
-    """Every combination of the group renders the same default suite, which then runs
-    and passes.
+    """Every combination of the group renders its default suite, which then runs and
+    passes: the whole suite once, in the first sibling's render; in each other
+    sibling's render, in its own environment, the modules it does not share with the
+    first (``SUITE_SIBLINGS``), shown to be the only differences file by file, with
+    the same version of every package the two environments share.
 
     With it, in the same pytest run, the suites that start services when a member is
     in their covering set: the stack suite against real services started from local
     binaries on loopback (PostgreSQL, Redis, an S3 API, mlflow server, prefect server,
     Prometheus, Pushgateway), and the fuzz suite (over 1,000 schemathesis requests,
-    no 5xx, then 16 clients for 10 s, no errors). A twin whose stack suite differs
-    (``DEFAULT_SUITE_TWINS``) runs that suite in a run of its own when it is due, and
-    otherwise has every test of its own collected.
+    no 5xx, then 16 clients for 10 s, no errors). A sibling runs its own stack suite
+    when it is due; its stack modules are collected in any case.
     """
     projects = {member: rendered(member) for member in suite_group.members}
     files = {member: suite_files(path) for member, path in projects.items()}
     runs = planned_runs(suite_group)
     main = runs[0].member
-    # Members of one twin differ only in blind answers: every suite file the same.
+    # Members that differ only in blind answers: every suite file the same.
     for member in projects:
-        twin = next(run.member for run in runs if same_twin(run.member, member))
-        assert files[member] == files[twin], (
-            f"{member.id} and {twin.id} differ only in answers a suite cannot see, yet "
+        equal = next(run.member for run in runs if same_render(run.member, member))
+        assert files[member] == files[equal], (
+            f"{member.id} and {equal.id} differ only in answers a suite cannot see, yet "
             f"differ outside SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS: "
-            f"{differing(files[member], files[twin])}"
+            f"{differing(files[member], files[equal])}"
         )
-    # Twins: the same default suite (the stack suite's files and comments aside).
+    # Siblings: the same default suite but for SIBLING_FILES, which each runs itself.
     default_files = suite_files(projects[main], default_only=True)
+    own: dict[Combination, list[str]] = {main: []}
     for run in runs[1:]:
-        twin_files = suite_files(projects[run.member], default_only=True)
-        assert twin_files == default_files, (
-            f"DEFAULT_SUITE_TWINS: {run.member.id} renders another default suite than "
-            f"{main.id}: {differing(twin_files, default_files)}"
+        apart = differing(suite_files(projects[run.member], default_only=True), default_files)
+        assert set(apart) <= SIBLING_FILES, (
+            f"SUITE_SIBLINGS: {run.member.id} differs from {main.id} outside "
+            f"SIBLING_FILES: {sorted(set(apart) - SIBLING_FILES)}"
         )
+        own[run.member] = [name for name in apart if re.match(r"tests/test_\w+\.py$", name)]
 
     results = []
     for run in runs:
@@ -98,15 +104,16 @@ def test_generated_suite_passes(
         # No Docker engine in CI: the stack suite takes its local-binaries path (said
         # here, so a machine with an engine still tests the path CI does).
         env = {"STACK_MODE": "local"} if "stack" in run.suites else None
-        suite = run_generated_suite(shared_envs, project, *run.arguments(), env=env)
+        arguments = run.arguments(own[run.member])
+        suite = run_generated_suite(shared_envs, project, *arguments, env=env)
         results.append((run, project, suite))
 
-    (_, _, first), *twins = results
+    (_, _, first), *others = results
     record_property("sync_seconds", first.environment.sync_seconds)
     record_property("suite_seconds", first.seconds)
-    for run, _, suite in twins:
-        what = "stack" if run.suites else "collect"
-        record_property(f"twin_{what}_seconds", suite.seconds)
+    for run, _, suite in others:
+        what = "stack" if run.suites else "own" if own[run.member] else "collect"
+        record_property(f"sibling_{what}_seconds", suite.seconds)
     for run, project, suite in results:
         output = suite.result.stdout
         # What the stack suite prints: services ready, the scheduled training run, the
@@ -118,7 +125,8 @@ def test_generated_suite_passes(
         load = re.search(LOAD_LINE, output)
         for name, value in (load.groupdict() if load else {}).items():
             record_property(name, float(value))
-        ran = "+".join((("default",) if run.default else ()) + run.suites) or "collect"
+        mine = ("default",) if run.default else tuple(own[run.member])
+        ran = "+".join(mine + run.suites) or "collect"
         print(
             f"{suite_group.id}: {len(projects)} renders of default suite "
             f"{suite_fingerprint(default_files)}, run in {run.member.id} with {ran}, "
@@ -132,12 +140,29 @@ def test_generated_suite_passes(
             assert "stack ready" in stack, output[-3000:]
         if "fuzz" in run.suites:
             assert load is not None, output[-3000:]
-        if not run.default and not run.suites:
-            # What the twin alone has, its stack suite's modules, imported and collected.
+        if not run.default and not run.suites and not own[run.member]:
+            # All the sibling has of its own, its stack suite's modules, imported and collected.
             counts = dict(re.findall(r"^(tests/\S+\.py): (\d+)$", output, re.MULTILINE))
             for module in sorted((project / STACK_SUITE_FOLDER).glob("test_*.py")):
                 name = module.relative_to(project).as_posix()
                 assert int(counts.get(name, 0)) > 0, (name, output[-3000:])
+        elif not run.default and not run.suites:
+            # Its own modules ran; its stack modules were collected, then deselected.
+            assert re.search(r"\d+ passed, \d+ deselected", output), output[-3000:]
+
+    # The siblings' environments: what they share, at the same versions.
+    main_versions = locked_versions(results[0][1] / "uv.lock")
+    for run, project, _ in results[1:]:
+        versions = locked_versions(project / "uv.lock")
+        changed = {
+            name: (main_versions[name], versions[name])
+            for name in main_versions.keys() & versions.keys()
+            if main_versions[name] != versions[name]
+        }
+        assert not changed, (
+            f"SUITE_SIBLINGS: {run.member.id}'s environment holds other versions of "
+            f"packages {main.id}'s ran the shared modules with: {changed}"
+        )
 
 
 def differing(first: Mapping[str, str], second: Mapping[str, str]) -> list[str]:
@@ -167,40 +192,44 @@ def test_suite_groups_partition_the_matrix() -> None:
     groups = suite_groups()
     members = [member for group in groups for member in group.members]
     # Every combination in exactly one group; a group's members differ only in blind
-    # answers and, twins, in answers DEFAULT_SUITE_TWINS names.
+    # answers and, siblings, in a question SUITE_SIBLINGS names, under its answers.
     assert sorted(members, key=str) == sorted(combinations(), key=str)
     assert len(members) == len(set(members))
     for group in groups:
         assert len({default_suite_key(m) for m in group.members}) == 1, group.id
-        twin_questions = {name for picks, _ in DEFAULT_SUITE_TWINS for name in picks}
         for first, second in itertools.combinations(group.members, 2):
             apart = {name for name, value in first.answers if second[name] != value}
-            assert apart <= {*SUITE_BLIND_QUESTIONS, *twin_questions}, (first.id, second.id)
+            sibling = [
+                question
+                for question, when in SUITE_SIBLINGS
+                if all(first[name] == value for name, value in when.items())
+            ]
+            assert apart <= {*SUITE_BLIND_QUESTIONS, *sibling}, (first.id, second.id)
     assert len(groups) < len(members)
-    # The twins do merge groups: fewer runs of the default suite than stack suites to tell.
-    assert sum(len(group.stack_twins()) for group in groups) > len(groups)
+    # The siblings do merge groups: fewer whole default suites than renders of the suites.
+    assert sum(len(group.siblings()) for group in groups) > len(groups)
 
 
 def test_planned_runs_give_each_member_its_suites_once() -> None:
     for group in suite_groups():
         runs = planned_runs(group)
-        # One default run, in the first; every twin has a run of its own render.
+        # One whole default run, in the first; every sibling has a run in its own render.
         assert [run.default for run in runs] == [True] + [False] * (len(runs) - 1)
-        assert sorted(run.member.id for run in runs) == sorted(t.id for t in group.stack_twins())
+        assert sorted(run.member.id for run in runs) == sorted(s.id for s in group.siblings())
         for member in group.members:
-            (own,) = [run for run in runs if same_twin(run.member, member)]
+            (own,) = [run for run in runs if same_render(run.member, member)]
             # A member of the stack covering set gets its own stack suite run.
             if member in covering_set("stack"):
                 assert "stack" in own.suites, member.id
-        # The fuzz suite (the same files in every twin) runs once, with the default suite.
+        # The fuzz suite (the same files in every sibling) runs once, with the default suite.
         fuzz_runs = [run for run in runs if "fuzz" in run.suites]
         due = bool(covering_set("fuzz") & set(group.members))
         assert fuzz_runs == ([runs[0]] if due else [])
-        # No run takes in a stack suite no member of its twin is due.
+        # No run takes in a stack suite no member of its render is due.
         for run in runs:
             if "stack" in run.suites:
                 assert any(
-                    same_twin(run.member, m) for m in covering_set("stack") & set(group.members)
+                    same_render(run.member, m) for m in covering_set("stack") & set(group.members)
                 ), run.member.id
 
 
