@@ -165,22 +165,30 @@ def suite_blind(relative: str) -> bool:
     return relative in SUITE_BLIND_FILES or relative.split("/", 1)[0] in SUITE_BLIND_FOLDERS
 
 
-# Renders that differ in an answer the default suite does see, yet share most of
-# it: (the question, the answers under which its renders share). Without a feature
-# store the cloud changes only the object store's client and emulator (the
-# dependencies in pyproject.toml) and the one test that round-trips artifacts
-# through that store; source and every other test are the same bytes. Such renders
-# form one group: the first runs the whole default suite; each other runs, in its
-# own render and environment, the modules it does not share (``SIBLING_FILES``).
+# Renders that differ in an answer the suites see, yet run the same default suite:
+# (the question, the answers under which its renders share it). Without a feature
+# store the cloud changes only the object store: its client and emulator among the
+# dependencies, and the stack suite, which holds every test that starts one. Source
+# and every default-suite test are the same bytes. Such renders form one group: the
+# first runs the default suite; each other, in its own render and environment, runs
+# its stack suite when due and otherwise has every test of its own collected.
 # ``test_generated_suite_passes`` shows that file by file, and package by package
-# that the environments hold the same versions of every package they share.
-# (With a feature store the cloud picks the offline and online stores in the
-# source, so those renders run whole.)
+# that the environments hold the same versions of every package they share. (With
+# a feature store the cloud picks the offline and online stores in the source.)
 SUITE_SIBLINGS: tuple[tuple[str, dict[str, object]], ...] = (("cloud", {"feature_store": False}),)
-# What siblings' default suites may differ in.
-SIBLING_FILES = frozenset({"pyproject.toml", "tests/test_artifact_store.py"})
-# The stack suite's own files: the default suite collects them but runs none.
+# What siblings' default suites may differ in (pyproject.toml compared parsed).
+SIBLING_FILES = frozenset({"pyproject.toml"})
+# The stack suite's own files: the default suite collects them but runs none. Its
+# folder, and the module beside the default suite that starts an object store's
+# emulator and a tracking server of its own (marked ``stack``, as the fuzz modules
+# beside it are marked ``fuzz``).
 STACK_SUITE_FOLDER = "tests/stack/"
+STACK_SUITE_MODULES = ("tests/test_artifact_store.py",)
+
+
+def stack_suite_file(relative: str) -> bool:
+    """Whether a rendered file (a POSIX path in the project) belongs to the stack suite."""
+    return relative.startswith(STACK_SUITE_FOLDER) or relative in STACK_SUITE_MODULES
 
 
 def visible_answers(combination: Combination) -> tuple[tuple[str, object], ...]:
@@ -254,7 +262,7 @@ def suite_files(project_dir: Path, *, default_only: bool = False) -> dict[str, s
     files = {}
     for relative in project_files(project_dir):
         name = relative.as_posix()
-        if suite_blind(name) or (default_only and name.startswith(STACK_SUITE_FOLDER)):
+        if suite_blind(name) or (default_only and stack_suite_file(name)):
             continue
         content = (project_dir / relative).read_bytes()
         if default_only and name == "pyproject.toml":
@@ -338,21 +346,16 @@ class PlannedRun:
     member: Combination
     # The ``SERVICE_SUITES`` it takes in.
     suites: tuple[str, ...]
-    # Whether it runs the whole default suite. A group's other siblings do not: each
-    # runs the default-suite modules of its own (``SIBLING_FILES`` that differ from
-    # the first's) and its stack suite when due; the stack modules are collected.
+    # Whether it runs the default suite. A group's other siblings do not: they run
+    # their own stack suite when it is in the covering set, and otherwise collect
+    # every test of theirs (the stack suite's modules are what differ).
     default: bool
 
-    def arguments(self, own_modules: Sequence[str] = ()) -> list[str]:
-        """pytest arguments; ``own_modules``: a sibling's test modules the first's lack."""
+    def arguments(self) -> list[str]:
         if self.default:
             return suite_arguments(self.suites)
-        paths = [*own_modules, STACK_SUITE_FOLDER]
         if self.suites:
-            return ["-m", " or ".join(("not stack and not fuzz", *self.suites)), "-s", *paths]
-        if own_modules:
-            # Its stack modules are imported and collected, then deselected.
-            return ["-m", "not stack and not fuzz", *paths]
+            return ["-m", " or ".join(self.suites), "-s"]
         return ["--collect-only", "-q", "-m", ""]
 
 

@@ -17,7 +17,7 @@ from helpers import (
     ROOT,
     SIBLING_FILES,
     STACK_PAIRS,
-    STACK_SUITE_FOLDER,
+    STACK_SUITE_MODULES,
     SUITE_BLIND_QUESTIONS,
     SUITE_SIBLINGS,
     answer_space,
@@ -31,6 +31,7 @@ from helpers import (
     run_generated_suite,
     same_render,
     service_suites,
+    stack_suite_file,
     suite_arguments,
     suite_files,
     suite_fingerprint,
@@ -61,18 +62,17 @@ def test_generated_suite_passes(
     record_property: Callable[[str, object], None],
     tmp_path: Path,
 ) -> None:
-    """Every combination of the group renders its default suite, which then runs and
-    passes: the whole suite once, in the first sibling's render; in each other
-    sibling's render, in its own environment, the modules it does not share with the
-    first (``SUITE_SIBLINGS``), shown to be the only differences file by file, with
-    the same version of every package the two environments share.
+    """Every combination of the group renders the same default suite, which then runs
+    once, in the first sibling's render, and passes. The other siblings
+    (``SUITE_SIBLINGS``) are shown to differ only in their dependencies, with the
+    same version of every package the environments share.
 
     With it, in the same pytest run, the suites that start services when a member is
     in their covering set: the stack suite against real services started from local
     binaries on loopback (PostgreSQL, Redis, an S3 API, mlflow server, prefect server,
     Prometheus, Pushgateway), and the fuzz suite (over 1,000 schemathesis requests,
     no 5xx, then 16 clients for 10 s, no errors). A sibling runs its own stack suite
-    when it is due; its stack modules are collected in any case.
+    when it is due, and otherwise has every test of its own collected.
     """
     projects = {member: rendered(member) for member in suite_group.members}
     files = {member: suite_files(path) for member, path in projects.items()}
@@ -86,16 +86,18 @@ def test_generated_suite_passes(
             f"differ outside SUITE_BLIND_FILES and SUITE_BLIND_FOLDERS: "
             f"{differing(files[member], files[equal])}"
         )
-    # Siblings: the same default suite but for SIBLING_FILES, which each runs itself.
+    # Siblings: the same default suite, their dependencies (SIBLING_FILES) aside; the
+    # stack suite's modules outside its folder are left out of that, being marked so.
+    for module in STACK_SUITE_MODULES:
+        text = (projects[main] / module).read_text(encoding="utf-8")
+        assert "\npytestmark = pytest.mark.stack\n" in text, f"{module} is not marked stack"
     default_files = suite_files(projects[main], default_only=True)
-    own: dict[Combination, list[str]] = {main: []}
     for run in runs[1:]:
         apart = differing(suite_files(projects[run.member], default_only=True), default_files)
         assert set(apart) <= SIBLING_FILES, (
             f"SUITE_SIBLINGS: {run.member.id} differs from {main.id} outside "
             f"SIBLING_FILES: {sorted(set(apart) - SIBLING_FILES)}"
         )
-        own[run.member] = [name for name in apart if re.match(r"tests/test_\w+\.py$", name)]
 
     results = []
     for run in runs:
@@ -104,15 +106,14 @@ def test_generated_suite_passes(
         # No Docker engine in CI: the stack suite takes its local-binaries path (said
         # here, so a machine with an engine still tests the path CI does).
         env = {"STACK_MODE": "local"} if "stack" in run.suites else None
-        arguments = run.arguments(own[run.member])
-        suite = run_generated_suite(shared_envs, project, *arguments, env=env)
+        suite = run_generated_suite(shared_envs, project, *run.arguments(), env=env)
         results.append((run, project, suite))
 
     (_, _, first), *others = results
     record_property("sync_seconds", first.environment.sync_seconds)
     record_property("suite_seconds", first.seconds)
     for run, _, suite in others:
-        what = "stack" if run.suites else "own" if own[run.member] else "collect"
+        what = "stack" if run.suites else "collect"
         record_property(f"sibling_{what}_seconds", suite.seconds)
     for run, project, suite in results:
         output = suite.result.stdout
@@ -125,8 +126,7 @@ def test_generated_suite_passes(
         load = re.search(LOAD_LINE, output)
         for name, value in (load.groupdict() if load else {}).items():
             record_property(name, float(value))
-        mine = ("default",) if run.default else tuple(own[run.member])
-        ran = "+".join(mine + run.suites) or "collect"
+        ran = "+".join((("default",) if run.default else ()) + run.suites) or "collect"
         print(
             f"{suite_group.id}: {len(projects)} renders of default suite "
             f"{suite_fingerprint(default_files)}, run in {run.member.id} with {ran}, "
@@ -140,15 +140,13 @@ def test_generated_suite_passes(
             assert "stack ready" in stack, output[-3000:]
         if "fuzz" in run.suites:
             assert load is not None, output[-3000:]
-        if not run.default and not run.suites and not own[run.member]:
-            # All the sibling has of its own, its stack suite's modules, imported and collected.
+        if not run.default and not run.suites:
+            # What the sibling alone has, its stack suite's modules, imported and collected.
             counts = dict(re.findall(r"^(tests/\S+\.py): (\d+)$", output, re.MULTILINE))
-            for module in sorted((project / STACK_SUITE_FOLDER).glob("test_*.py")):
-                name = module.relative_to(project).as_posix()
-                assert int(counts.get(name, 0)) > 0, (name, output[-3000:])
-        elif not run.default and not run.suites:
-            # Its own modules ran; its stack modules were collected, then deselected.
-            assert re.search(r"\d+ passed, \d+ deselected", output), output[-3000:]
+            modules = [p.relative_to(project).as_posix() for p in project.glob("tests/**/*.py")]
+            for name in filter(stack_suite_file, modules):
+                if name.rsplit("/", 1)[-1].startswith("test_"):
+                    assert int(counts.get(name, 0)) > 0, (name, output[-3000:])
 
     # The siblings' environments: what they share, at the same versions.
     main_versions = locked_versions(results[0][1] / "uv.lock")
