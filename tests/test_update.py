@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -263,6 +264,13 @@ def assert_same_tree(actual: Path, expected: Path) -> None:
     assert not differing, f"differ from the reference render: {differing}"
 
 
+def conflict_test(project: Path) -> subprocess.CompletedProcess[str]:
+    """The project's own test for conflicts an update left, run alone (no conftest:
+    it needs nothing but pytest, and the project's environment is not synced here)."""
+    command = [sys.executable, "-m", "pytest", "--noconftest", "-q", "-p", "no:cacheprovider"]
+    return run([*command, "tests/test_update_conflicts.py"], cwd=project, check=False)
+
+
 def conflicts(project: Path) -> dict[str, list[str]]:
     """What an update left unresolved: unmerged paths, rejects, markers, whitespace errors."""
     unmerged = git("diff", "--name-only", "--diff-filter=U", cwd=project).split()
@@ -330,6 +338,8 @@ def test_update_keeps_user_edits(
     update(project)
 
     assert conflicts(project) == {}
+    checked = conflict_test(project)
+    assert checked.returncode == 0, failure_message(checked, project)
     # The reference: a fresh render of the new release with the same edits.
     expected = tmp_path / "expected"
     shutil.copytree(fresh(answers), expected)
@@ -380,6 +390,10 @@ def test_migration_carries_an_edited_renamed_file_over(
     # A rename has no common base in copier's three-way merge, so the team's line
     # is shown as a conflict in that file (and only there) for a person to accept.
     found = conflicts(project)
+    # The project's own test fails, naming the file, so neither pytest nor CI passes.
+    checked = conflict_test(project)
+    assert checked.returncode == 1, failure_message(checked, project)
+    assert re.search(r"left conflicts: .*then commit: \.env\.example$", checked.stdout, re.M)
     assert found.pop("unmerged") == [".env.example"]
     assert found.pop("markers") == [".env.example"]
     assert found.pop("diff --check") == [".env.example"]
