@@ -11,8 +11,8 @@ response, so they are rows of their own. `InferenceLog.read_window` joins the
 three: it is the "current" data of the drift and quality check, and the
 evidence of a rollout's step checks.
 
-Off the request path: `InferenceLog.record` only puts the row on a bounded
-queue; a writer thread writes batches of up to `BATCH_SIZE` rows, at the latest
+Off the request path: `InferenceLog.record` appends the row to the worker's
+journal and puts it on a bounded queue; a writer thread writes batches of up to `BATCH_SIZE` rows, at the latest
 `FLUSH_INTERVAL` seconds after the oldest unwritten row arrived.
 
 Bounded memory and no silent loss: when the queue is full (the store is slower
@@ -23,18 +23,20 @@ none is ever dropped to make room. A failed write is retried, with backoff, with
 the same rows. `close` writes everything still queued: the service calls it on
 shutdown, so a clean stop (SIGTERM) loses nothing, and neither does a ``kill -9``
 of the serve process: its workers get SIGTERM from the kernel and stop the same
-way (`serving.lifetime`). A killed worker (SIGKILL, out of memory) loses what it
-had not written yet: at most `MAX_QUEUE` rows plus one batch, usually the last
-`FLUSH_INTERVAL` seconds of traffic.
+way (`serving.lifetime`). Nor does a killed worker (SIGKILL, out of memory): what
+it answered but had not written is in its journal, which the next worker to start
+writes to the store (`InferenceLog.recover`, `inference_log_journal`). Only a
+machine that goes down can lose rows: those the kernel had not flushed to disk.
 
 Two stores, chosen by ``Settings.inference_log_url``: empty for parquet files
 under ``<home>/inference_log/`` (`ParquetStore`), ``postgresql+psycopg://...``
 for Postgres tables (`PostgresStore`).
 
 This module is the log's public face: the writer is in `inference_log_writer`,
-the stores in `inference_log_parquet` and `inference_log_postgres`, what they
-share in `inference_log_store`. The service imports it, so pandas, pyarrow and
-psycopg are imported inside the functions that need them.
+its journal in `inference_log_journal`, the stores in `inference_log_parquet` and
+`inference_log_postgres`, what they share in `inference_log_store`. The service
+imports it, so pandas, pyarrow and psycopg are imported inside the functions that
+need them.
 """
 
 from __future__ import annotations
@@ -121,5 +123,7 @@ def open_store(settings: Settings) -> Store:
 
 
 def open_inference_log(settings: Settings, **options: Any) -> InferenceLog:
-    """An `InferenceLog` on the configured store; `options` go to `InferenceLog`."""
-    return InferenceLog(open_store(settings), **options)
+    """An `InferenceLog` on the configured store, journaling under ``<home>/inference_log/
+    journal/`` (a file appears only once it records); `options` go to `InferenceLog`."""
+    journal_dir = settings.home / "inference_log" / "journal"
+    return InferenceLog(open_store(settings), journal_dir=journal_dir, **options)

@@ -194,6 +194,16 @@ class ParquetStore:
         latest = feedback.to_pandas().sort_values(RECEIVED_AT, kind="stable")
         return latest.drop_duplicates("request_id", keep="last")[["request_id", LABEL]]
 
+    def logged_request_ids(self, request_ids: set[str]) -> set[str]:
+        import pyarrow.dataset as ds
+
+        if not request_ids or not self.predictions_dir.is_dir():
+            return set()
+        found = self._days(self.predictions_dir, self.prediction_schema()).to_table(
+            columns=["request_id"], filter=ds.field("request_id").isin(sorted(request_ids))
+        )
+        return {str(request_id) for request_id in found.column("request_id").to_pylist()}
+
     def count(self) -> int:
         import pyarrow.dataset as ds
 

@@ -157,6 +157,16 @@ class PostgresStore:
             )
         return window_frame(frame)
 
+    def logged_request_ids(self, request_ids: set[str]) -> set[str]:
+        if not request_ids:
+            return set()
+        with self._connect() as connection:
+            found = connection.execute(
+                _sql(f"SELECT request_id FROM {PREDICTIONS_TABLE} WHERE request_id = ANY(%s)"),
+                (sorted(request_ids),),
+            ).fetchall()
+        return {str(row[0]) for row in found}
+
     def count(self) -> int:
         with self._connect() as connection:
             row = connection.execute(f"SELECT count(*) FROM {PREDICTIONS_TABLE}").fetchone()

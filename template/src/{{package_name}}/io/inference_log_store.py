@@ -10,9 +10,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ..core.schema import ENTITY, FEATURE_NAMES, LABEL
+from ..core.schema import ENTITY, FEATURE_NAMES, FEATURES, LABEL
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     import pandas as pd
 
 SERVED_AT = "served_at"
@@ -42,10 +44,53 @@ SHADOW_TABLE = "inference_shadow"
 Kind = Literal["prediction", "feedback", "shadow"]
 Row = dict[str, Any]
 
+# Contract dtype -> the Python type a row holds.
+_PYTHON_TYPES: dict[str, Callable[[Any], Any]] = {"int64": int, "float64": float, "string": str}
+
 
 def new_request_id() -> str:
     """A fresh id for a served prediction: the client quotes it with the label."""
     return uuid.uuid4().hex
+
+
+def prediction_row(
+    *,
+    model_version: str,
+    features: Mapping[str, Any],
+    probability: float,
+    prediction: bool,
+    customer_id: int | None = None,
+    request_id: str | None = None,
+    variant: str = DEFAULT_VARIANT,
+) -> Row:
+    """The log row of one served prediction (the features in contract types)."""
+    row: Row = {
+        "request_id": request_id or new_request_id(),
+        SERVED_AT: datetime.now(UTC),
+        "model_version": model_version,
+        VARIANT: variant,
+        ENTITY: None if customer_id is None else int(customer_id),
+        "probability": float(probability),
+        "prediction": bool(prediction),
+    }
+    for spec in FEATURES:
+        row[spec.name] = _PYTHON_TYPES[spec.dtype](features[spec.name])
+    return row
+
+
+def feedback_row(request_id: str, label: bool) -> Row:
+    """The log row of a label that arrived for `request_id`."""
+    return {"request_id": request_id, LABEL: bool(label), RECEIVED_AT: datetime.now(UTC)}
+
+
+def shadow_row(request_id: str, model_version: str, probability: float) -> Row:
+    """The log row of the challenger's score for `request_id`, made in shadow mode."""
+    return {
+        "request_id": request_id,
+        "shadow_version": model_version,
+        "shadow_probability": float(probability),
+        SCORED_AT: datetime.now(UTC),
+    }
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -60,6 +105,8 @@ class Store(Protocol):
     def write_feedback(self, rows: list[Row]) -> None: ...
     def write_shadow(self, rows: list[Row]) -> None: ...
     def read_window(self, start: datetime, end: datetime) -> pd.DataFrame: ...
+    # Which of these predictions are stored (a journal's replay skips those).
+    def logged_request_ids(self, request_ids: set[str]) -> set[str]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
 

@@ -15,23 +15,21 @@ import queue
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..core.schema import ENTITY, FEATURES, LABEL
+from .inference_log_journal import Journal
 from .inference_log_store import (
-    DEFAULT_VARIANT,
-    RECEIVED_AT,
-    SCORED_AT,
-    SERVED_AT,
-    VARIANT,
     Kind,
     Row,
     Store,
-    new_request_id,
+    feedback_row,
+    prediction_row,
+    shadow_row,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
+    from pathlib import Path
 
     import pandas as pd
 
@@ -47,9 +45,9 @@ MAX_QUEUE = 10_000
 ENQUEUE_TIMEOUT = 5.0
 # Longest wait between two attempts at a failed write.
 MAX_RETRY_DELAY = 30.0
-
-# Contract dtype -> the Python type a row holds.
-_PYTHON_TYPES: dict[str, Callable[[Any], Any]] = {"int64": int, "float64": float, "string": str}
+# Journal bytes past which the writer empties it even under load (briefly holding
+# new requests while it writes out what is queued).
+JOURNAL_LIMIT = 64 * 1024 * 1024
 
 
 class InferenceLogFull(RuntimeError):
@@ -89,8 +87,11 @@ class InferenceLog:
         max_queue: int = MAX_QUEUE,
         enqueue_timeout: float = ENQUEUE_TIMEOUT,
         on_write: Callable[[Kind, int, int], None] | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self.store = store
+        # Where `record` journals rows before it returns (inference_log_journal).
+        self._journal = Journal(journal_dir) if journal_dir is not None else None
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.enqueue_timeout = enqueue_timeout
@@ -112,53 +113,34 @@ class InferenceLog:
 
     # Recording (any thread) -------------------------------------------------
 
-    def prediction_row(
-        self,
-        *,
-        model_version: str,
-        features: Mapping[str, Any],
-        probability: float,
-        prediction: bool,
-        customer_id: int | None = None,
-        request_id: str | None = None,
-        variant: str = DEFAULT_VARIANT,
-    ) -> Row:
-        """The log row of one served prediction (the features in contract types)."""
-        row: Row = {
-            "request_id": request_id or new_request_id(),
-            SERVED_AT: datetime.now(UTC),
-            "model_version": model_version,
-            VARIANT: variant,
-            ENTITY: None if customer_id is None else int(customer_id),
-            "probability": float(probability),
-            "prediction": bool(prediction),
-        }
-        for spec in FEATURES:
-            row[spec.name] = _PYTHON_TYPES[spec.dtype](features[spec.name])
-        return row
-
-    @staticmethod
-    def feedback_row(request_id: str, label: bool) -> Row:
-        """The log row of a label that arrived for `request_id`."""
-        return {"request_id": request_id, LABEL: bool(label), RECEIVED_AT: datetime.now(UTC)}
-
-    @staticmethod
-    def shadow_row(request_id: str, model_version: str, probability: float) -> Row:
-        """The log row of the challenger's score for `request_id`, made in shadow mode."""
-        return {
-            "request_id": request_id,
-            "shadow_version": model_version,
-            "shadow_probability": float(probability),
-            SCORED_AT: datetime.now(UTC),
-        }
+    # The rows `record` takes (also reachable as `inference_log_store` functions).
+    prediction_row = staticmethod(prediction_row)
+    feedback_row = staticmethod(feedback_row)
+    shadow_row = staticmethod(shadow_row)
 
     def record(self, row: Row, kind: Kind = "prediction", timeout: float | None = None) -> None:
-        """Queue a row; wait for room up to `timeout` seconds (default `enqueue_timeout`).
+        """Journal and queue a row; wait for room up to `timeout` seconds (default
+        `enqueue_timeout`).
 
         Raises `InferenceLogFull` if the queue stayed full (the row is not
         logged: do not serve the prediction), `InferenceLogClosed` after `close`.
         """
         timeout = self.enqueue_timeout if timeout is None else timeout
+        with self._journaling(row, kind):
+            self._enqueue(row, kind, timeout)
+
+    async def record_async(self, row: Row, kind: Kind = "prediction") -> None:
+        """`record` for an event loop: waiting for room blocks a thread, not the loop."""
+        with self._journaling(row, kind):
+            try:
+                self._put((kind, row, time.monotonic()), 0)
+            except queue.Full:
+                await asyncio.to_thread(self._enqueue, row, kind, self.enqueue_timeout)
+
+    def _journaling(self, row: Row, kind: Kind) -> contextlib.AbstractContextManager[None]:
+        return self._journal.entry(row, kind) if self._journal else contextlib.nullcontext()
+
+    def _enqueue(self, row: Row, kind: Kind, timeout: float) -> None:
         try:
             self._put((kind, row, time.monotonic()), timeout)
         except queue.Full:
@@ -168,12 +150,10 @@ class InferenceLog:
                 f"{timeout:.1f} s: its store is slower than the traffic, or unreachable"
             ) from None
 
-    async def record_async(self, row: Row, kind: Kind = "prediction") -> None:
-        """`record` for an event loop: waiting for room blocks a thread, not the loop."""
-        try:
-            self._put((kind, row, time.monotonic()), 0)
-        except queue.Full:
-            await asyncio.to_thread(self.record, row, kind)
+    def recover(self) -> int:
+        """Store what killed workers journaled but never wrote; call it at start. The
+        number of predictions recovered (see `Journal.recover`)."""
+        return self._journal.recover(self.store) if self._journal is not None else 0
 
     def record_feedback(self, request_id: str, label: bool, timeout: float | None = None) -> None:
         """Queue the true outcome of a logged prediction; a later label replaces an earlier one."""
@@ -239,6 +219,9 @@ class InferenceLog:
             if self.lost:
                 log.error("inference log closed with %d row(s) not written", self.lost)
         self._closed = True
+        if self._journal is not None:
+            # Rows not written stay journaled: the next start replays them.
+            self._journal.close(written=not self.lost)
         self.store.close()
 
     def __enter__(self) -> InferenceLog:
@@ -272,14 +255,31 @@ class InferenceLog:
 
     def _run(self) -> None:
         while True:
-            oldest = self._pending[0][2] if self._pending else None
-            if oldest is None:
-                self._wake.wait(self.flush_interval)
-            else:
+            oldest = self._pending[0][2] if self._pending else time.monotonic()
+            # Rows that arrived while the last round wrote are taken at once.
+            if self._queue.empty():
                 self._wake.wait(max(0.0, oldest + self.flush_interval - time.monotonic()))
             self._wake.clear()
-            if not self._drain(force=False):
+            if not self._drain(force=False) or not self._compact_journal():
                 return
+
+    def _compact_journal(self) -> bool:
+        """Empty the journal once every row in it is stored: whenever the writer finds
+        nothing queued, or, past `JOURNAL_LIMIT`, after writing out what is queued
+        while new requests wait. False once closed (as `_drain`)."""
+        journal = self._journal
+        if journal is None or not journal.size:
+            return True
+        with journal.lock:
+            while journal.size >= JOURNAL_LIMIT:
+                if journal.settled and self._queue.empty() and not self._pending:
+                    break
+                if not self._drain(force=True):
+                    return False
+                time.sleep(0.001)
+            if journal.settled and self._queue.empty() and not self._pending:
+                journal.truncate()
+        return True
 
     def _drain(self, force: bool) -> bool:
         """Take what is queued, writing every full batch; False once closed or abandoned.
@@ -289,7 +289,8 @@ class InferenceLog:
         """
         markers: list[_Flush] = []
         closing = False
-        while True:
+        # What is queued now, not what keeps arriving: the journal gets its turn between.
+        for _ in range(self._queue.qsize()):
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:

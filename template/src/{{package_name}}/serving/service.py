@@ -118,6 +118,8 @@ class ModelService:
         self.predictor = Predictor(SETTINGS, on_swap=metrics.model_swapped)
         self.predictor.start()
         self.inference_log = open_inference_log(SETTINGS, on_write=metrics.inference_log_written)
+        # What a killed worker answered but never wrote: stored before this one serves.
+        self.inference_log.recover()
         release_freed_memory()
         self.poller: ChampionPoller | None = None
         if SETTINGS.reload_interval > 0:
