@@ -79,7 +79,7 @@ class Journal:
             yield
             accepted = True
         finally:
-            self.queued(row, accepted)
+            self.queued(row, kind, accepted)
 
     def recover(self, store: Store) -> int:
         """`replay` this directory into `store`; on failure log it and keep the journals
@@ -100,14 +100,15 @@ class Journal:
             with self._count_lock:
                 self._unqueued += 1
 
-    def queued(self, row: Row, accepted: bool) -> None:
+    def queued(self, row: Row, kind: Kind, accepted: bool) -> None:
         """The journaled `row` is on the queue, or (not `accepted`) was refused."""
         with self._count_lock:
             self._unqueued -= 1
         if not accepted:
             with self.lock:
                 if self._fd is not None:
-                    line = _line(_CANCEL, {"request_id": row["request_id"]})
+                    # By kind too: a refused label must not take back its prediction.
+                    line = _line(_CANCEL, {"request_id": row["request_id"], "kind": kind})
                     self.size += os.write(self._fd, line)
 
     @property
@@ -142,7 +143,7 @@ class Journal:
 def read(path: Path) -> dict[str, list[Row]]:
     """The predictions and labels a journal holds, without the ones taken back."""
     rows: dict[str, list[Row]] = {"prediction": [], "feedback": []}
-    cancelled: set[str] = set()
+    cancelled: set[tuple[str, str]] = set()
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
             entry = json.loads(text)
@@ -152,11 +153,11 @@ def read(path: Path) -> dict[str, list[Row]]:
             log.warning("%s:%d: not a journal line, skipped", path, number)
             continue
         if kind == _CANCEL:
-            cancelled.add(row["request_id"])
+            cancelled.add((row.get("kind", ""), row["request_id"]))
         elif kind in rows:
             rows[kind].append(row)
     return {
-        kind: [row for row in kind_rows if row["request_id"] not in cancelled]
+        kind: [row for row in kind_rows if (kind, row["request_id"]) not in cancelled]
         for kind, kind_rows in rows.items()
     }
 

@@ -271,13 +271,14 @@ class InferenceLog:
         if journal is None or not journal.size:
             return True
         with journal.lock:
-            while journal.size >= JOURNAL_LIMIT:
-                if journal.settled and self._queue.empty() and not self._pending:
+            while True:
+                stored = journal.settled and self._queue.empty() and not self._pending
+                if stored or journal.size < JOURNAL_LIMIT:
                     break
                 if not self._drain(force=True):
                     return False
                 time.sleep(0.001)
-            if journal.settled and self._queue.empty() and not self._pending:
+            if stored:
                 journal.truncate()
         return True
 
