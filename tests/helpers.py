@@ -201,13 +201,19 @@ def same_render(first: Combination, second: Combination) -> bool:
     return visible_answers(first) == visible_answers(second)
 
 
+def sibling_questions(combination: Combination) -> set[str]:
+    """The ``SUITE_SIBLINGS`` questions whose answers ``combination`` shares a suite across."""
+    return {
+        question
+        for question, when in SUITE_SIBLINGS
+        if all(combination[name] == value for name, value in when.items())
+    }
+
+
 def default_suite_key(combination: Combination) -> tuple[tuple[str, object], ...]:
-    """The answers that pick a group: the visible ones, less a sibling question's."""
-    seen = dict(visible_answers(combination))
-    for question, when in SUITE_SIBLINGS:
-        if all(seen.get(name) == value for name, value in when.items()):
-            seen.pop(question, None)
-    return tuple(seen.items())
+    """The answers that pick a group: the visible ones, less its sibling questions'."""
+    siblings = sibling_questions(combination)
+    return tuple(a for a in visible_answers(combination) if a[0] not in siblings)
 
 
 @dataclass(frozen=True)
