@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ..config import Settings
-    from .monitoring import DriftSummary
+    from .drift_summary import DriftSummary
     from .training import TrainingResult
 
 

@@ -9,23 +9,22 @@ textfile collector), and pushed to a Pushgateway when one is configured.
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ..core.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, validate_frame
+from .drift_summary import DriftSummary, FeatureDrift
+from .report_header import add_section, drift_rows
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import pandas as pd
     from evidently.legacy.calculations.stattests import StatTest
 
     from ..config import Settings
+    from .drift_summary import ScoreKind
 
 # Every exported metric name starts with this; the Pushgateway job uses it too.
 METRIC_PREFIX = "churn_drift"
@@ -45,55 +44,9 @@ SUPPORTED_METHODS: tuple[str, ...] = (
     "TVD",
 )
 
-# "p_value": a small score means drift; "distance": a large score means drift.
-ScoreKind = Literal["p_value", "distance"]
-
 
 class MissingReferenceError(LookupError):
     """There is no champion (or it has no reference data) to compare against."""
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """One feature's test, as Evidently ran it."""
-
-    score: float
-    method: str
-    threshold: float
-    drifted: bool
-    score_kind: ScoreKind
-
-
-@dataclass(frozen=True)
-class DriftSummary:
-    """The machine-readable verdict of one drift check."""
-
-    dataset_drift: bool
-    drifted_share: float
-    drift_share_threshold: float
-    features: dict[str, FeatureDrift]
-    n_reference: int
-    n_current: int
-    generated_at: str
-    html_path: Path
-    json_path: Path
-    metrics_path: Path
-    # What a scheduler acts on: drift in the inputs means the model is stale.
-    retrain_recommended: bool
-
-    @property
-    def drifted_features(self) -> tuple[str, ...]:
-        return tuple(name for name, feature in self.features.items() if feature.drifted)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("html_path", "json_path", "metrics_path"):
-            data[key] = str(data[key])
-        data["drifted_features"] = list(self.drifted_features)
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
 def check_drift(
@@ -102,12 +55,15 @@ def check_drift(
     settings: Settings,
     *,
     name: str = "drift",
+    window: tuple[datetime, datetime] | None = None,
 ) -> DriftSummary:
     """Compare `current` with `reference`; write `<name>.html/.json/.prom` to the reports dir.
 
     The dataset counts as drifted when the share of drifted features reaches
-    `settings.drift_share`. Raises DataValidationError when either frame breaks
-    the feature contract, and ValueError for an unknown `settings.drift_method`.
+    `settings.drift_share`. The HTML report's header names the model version the
+    reference belongs to (from `load_reference`) and the time window of `current`,
+    when given. Raises DataValidationError when either frame breaks the feature
+    contract, and ValueError for an unknown `settings.drift_method`.
     """
     # Configuration and data errors first: importing Evidently takes seconds.
     methods = _preset_methods(settings.drift_method)
@@ -154,13 +110,16 @@ def check_drift(
     )
     # Evidently writes only when given a str path; a Path is silently ignored.
     snapshot.save_html(str(summary.html_path))
+    header = drift_rows(summary, reference, settings, window)
+    add_section(summary.html_path, f"Data drift: {name}", header)
     summary.json_path.write_text(summary.to_json() + "\n", encoding="utf-8")
     _export_metrics(summary, name, settings.pushgateway_url)
     return summary
 
 
 def load_reference(settings: Settings) -> pd.DataFrame:
-    """The champion's training features, downloaded from its MLflow run."""
+    """The champion's training features, downloaded from its MLflow run; the frame's
+    ``attrs["model_version"]`` says whose (the drift report's header shows it)."""
     import mlflow.artifacts
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -184,7 +143,9 @@ def load_reference(settings: Settings) -> pd.DataFrame:
                 f"champion version {champion.version} of '{settings.model_name}' has no "
                 f"'{registry.REFERENCE_ARTIFACT}' artifact in run {champion.run_id}: {exc}"
             ) from exc
-        return pd.read_parquet(path)
+        reference = pd.read_parquet(path)
+    reference.attrs["model_version"] = champion.version
+    return reference
 
 
 def score_kind(method: str) -> ScoreKind:

@@ -23,14 +23,9 @@ from prefect import flow
 from ..config import Settings
 from ..core.schema import FEATURE_NAMES, LABEL
 from ..io import registry
-from .monitoring import (
-    METRIC_PREFIX,
-    DriftSummary,
-    FeatureDrift,
-    MissingReferenceError,
-    check_drift,
-    load_reference,
-)
+from .drift_summary import DriftSummary, FeatureDrift
+from .monitoring import METRIC_PREFIX, MissingReferenceError, check_drift, load_reference
+from .report_header import add_section
 from .training import TrainingResult, training_flow
 
 if TYPE_CHECKING:
@@ -189,6 +184,42 @@ def _push_loop_metrics(
         )
 
 
+def _prediction_rows(
+    prediction: FeatureDrift, quality: LiveQuality | None, settings: Settings, reason: str | None
+) -> list[tuple[str, str]]:
+    """The report's second header: what the JSON summary holds beside the data drift."""
+    verdict = "drift" if prediction.drifted else "no drift"
+    rows = [
+        (
+            "Prediction drift",
+            f"{verdict}: {prediction.method} {prediction.score:.4g} "
+            f"(threshold {prediction.threshold:g})",
+        )
+    ]
+    if quality is None:
+        rows.append(
+            ("Live quality", f"not judged: fewer than {settings.quality_min_labels} labelled rows")
+        )
+    else:
+        live = ", ".join(f"{name} {value:.3f}" for name, value in quality.live.items())
+        trained = ", ".join(
+            f"{name} {quality.reference[name]:.3f}"
+            for name in quality.live
+            if name in quality.reference
+        )
+        rows += [
+            ("Live quality", f"{live} on {quality.labelled_rows} labelled rows"),
+            ("At training", trained or "no metrics recorded"),
+            (
+                "Largest drop",
+                f"{quality.drop:.3f} ({'over' if quality.degraded else 'within'} "
+                f"the allowed {settings.quality_max_drop:g})",
+            ),
+        ]
+    rows.append(("Retraining", reason or "not needed"))
+    return rows
+
+
 def _log_to_mlflow(
     settings: Settings, champion: registry.ModelRef, summary: dict[str, Any], drift: DriftSummary
 ) -> str:
@@ -243,7 +274,9 @@ def production_check(
     champion = registry.by_alias(client, settings.model_name, settings.champion_alias)
     if champion is None:  # demoted between the two calls
         raise MissingReferenceError(f"no '{settings.champion_alias}' version any more")
-    drift = check_drift(reference, window[list(FEATURE_NAMES)], settings, name=CHECK_NAME)
+    drift = check_drift(
+        reference, window[list(FEATURE_NAMES)], settings, name=CHECK_NAME, window=(start, end)
+    )
 
     import pandas as pd
 
@@ -280,6 +313,8 @@ def production_check(
     (settings.reports_dir / f"{CHECK_NAME}-summary.json").write_text(
         json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
     )
+    section = _prediction_rows(prediction, quality, settings, reason)
+    add_section(drift.html_path, "Predictions and live quality", section)
     run_id = _log_to_mlflow(settings, champion, summary, drift)
 
     retraining = None
