@@ -40,10 +40,12 @@ runtime = "runc"
 CONF
 
 # A namespace made for other directories cannot see these (after pivot_root the host's
-# tree is gone from it), and bind mounts from them would come up empty: start over.
+# tree is gone from it), and bind mounts from them would come up empty: start over. The
+# same when a shared directory was deleted and made again since: the namespace still
+# holds the old one, so compare what both sides see by device and inode.
 if [ -e "$NS/mnt" ] && nsenter --mount="$NS/mnt" true 2>/dev/null; then
   for d in $CTR_SHARE; do
-    grep -qxF "$d" "$NS/shared" 2>/dev/null \
+    [ "$(stat -c %d:%i "$d")" = "$(nsenter --mount="$NS/mnt" stat -c %d:%i "$d" 2>/dev/null)" ] \
       || { CTR_ROOT=$CTR_ROOT sh "$(dirname "$0")/teardown.sh"; break; }
   done
 fi
@@ -67,7 +69,6 @@ if ! { [ -e "$NS/mnt" ] && nsenter --mount="$NS/mnt" true 2>/dev/null; }; then
     for d in $CTR_SHARE; do mount --bind \"\$d\" '$R'\"\$d\"; done
     cd '$R'; pivot_root . .oldroot; umount -l /.oldroot
   "
-  printf '%s\n' $CTR_SHARE > "$NS/shared"
 fi
 cat > "$CTR_ROOT/podman5" <<WRAP
 #!/bin/sh
