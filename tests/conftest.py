@@ -96,6 +96,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name, make in sets.items():
         if name in metafunc.fixturenames:
             matrix = make()
+            # `@where(predicate, ...)` (helpers.py): only the combinations it applies to.
+            for marker in metafunc.definition.iter_markers("where"):
+                matrix = [c for c in matrix if all(accepts(c) for accepts in marker.args)]
             metafunc.parametrize(name, matrix, ids=[c.id for c in matrix])
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +125,35 @@ class Combination:
 
     def __getitem__(self, name: str) -> object:
         return self.data[name]
+
+
+def where(*predicates: Callable[[Combination], bool]) -> pytest.MarkDecorator:
+    """Parametrize a test's `combination` only with the answers every predicate accepts
+    (conftest.py): a render a check does not apply to gets no item, rather than an item
+    that passes by returning early."""
+    # with_args: pytest would take a lone function argument for the decorated test.
+    return pytest.mark.where.with_args(*predicates)
+
+
+def on_kubernetes(combination: Combination) -> bool:
+    """The tier deploys to Kubernetes, or the serving choice (kserve, seldon) runs only there."""
+    return bool(
+        extension_module().deploys_to_kubernetes(combination["team_size"], combination["serving"])
+    )
+
+
+def off_kubernetes(combination: Combination) -> bool:
+    return not on_kubernetes(combination)
+
+
+def serves_with(*servings: str) -> Callable[[Combination], bool]:
+    """A `where` predicate: the serving answer is one of `servings`."""
+    return lambda combination: combination["serving"] in servings
+
+
+def rolls_out(*strategies: str) -> Callable[[Combination], bool]:
+    """A `where` predicate: the rollout strategy is one of `strategies`."""
+    return lambda combination: combination["rollout_strategy"] in strategies
 
 
 def combinations() -> list[Combination]:

@@ -38,7 +38,17 @@ import pytest
 import yaml
 
 import crd_schemas
-from helpers import clean_env, extension_module, read_answers, run, tool
+from helpers import (
+    clean_env,
+    extension_module,
+    off_kubernetes,
+    on_kubernetes,
+    read_answers,
+    run,
+    serves_with,
+    tool,
+    where,
+)
 
 # The oldest Kubernetes minor the manifests support, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.31", "1.37")
@@ -423,11 +433,9 @@ _MANIFESTS: dict[str, list[dict[str, Any]]] = {}
 _VALIDATED: set[str] = set()
 
 
-def manifests(project: Path, tmp_path: Path) -> list[dict[str, Any]] | None:
-    """The documents a release applies, or None (asserting there are none) below the tier."""
-    if not kubernetes_tier(project):
-        assert not (project / "deploy").exists()
-        return None
+def manifests(project: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """The documents a release applies (tests that read them run `where(on_kubernetes)`)."""
+    assert kubernetes_tier(project), "a render that does not deploy to Kubernetes"
     key = tree_digest(project / "deploy")
     if key not in _MANIFESTS:
         done = render_manifests(project, tmp_path)
@@ -477,6 +485,14 @@ def expected_kinds(project: Path) -> dict[str, int]:
     return {kind: kinds.get(kind, 0) + front.get(kind, 0) for kind in kinds.keys() | front.keys()}
 
 
+@where(off_kubernetes)
+def test_nothing_to_deploy_off_kubernetes(project: Path) -> None:
+    """Below the tier (and serving in process) there is no cluster: no deploy/ at all."""
+    assert not (project / "deploy").exists()
+    assert set(workflow(project)["jobs"]) == {"images"}
+
+
+@where(on_kubernetes)
 def test_manifests_validate_against_their_schemas(
     project: Path, tmp_path: Path, record_property: Any
 ) -> None:
@@ -484,8 +500,6 @@ def test_manifests_validate_against_their_schemas(
     import kubernetes_validate
 
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     started = time.perf_counter()
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
@@ -517,10 +531,9 @@ def test_manifests_validate_against_their_schemas(
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+@where(on_kubernetes)
 def test_pods_are_locked_down(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     slug = answers(project)["project_slug"]
     users = {
         "service": image_user(project / "docker" / "service.Dockerfile"),
@@ -562,11 +575,10 @@ def test_pods_are_locked_down(project: Path, tmp_path: Path) -> None:
                 assert probe in container, (workload, probe)
 
 
+@where(on_kubernetes, serves_with("bentoml"))
 def test_service_has_room_for_its_measured_memory(project: Path, tmp_path: Path) -> None:
-    docs = manifests(project, tmp_path)
     # Measured for the BentoML service; the enrichment step holds no model.
-    if docs is None or answers(project)["serving"] != "bentoml":
-        return
+    docs = manifests(project, tmp_path)
     container = service_container(docs, project)
     mebibytes = {"Mi": 1, "Gi": 1024}
 
@@ -580,10 +592,9 @@ def test_service_has_room_for_its_measured_memory(project: Path, tmp_path: Path)
     )
 
 
+@where(on_kubernetes)
 def test_probes_use_routes_the_generated_suite_exercises(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     slug, serving = answers(project)["project_slug"], answers(project)["serving"]
     # The generated HTTP tests call these routes on the real service.
     http_tests = (project / "tests" / "test_service_http.py").read_text()
@@ -615,10 +626,9 @@ def test_probes_use_routes_the_generated_suite_exercises(project: Path, tmp_path
     assert "/health" in (project / "tests" / "stack" / "services.py").read_text()
 
 
+@where(on_kubernetes)
 def test_service_accounts_carry_the_cloud_identity(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     slug, cloud = answers(project)["project_slug"], answers(project)["cloud"]
     accounts = by_kind(docs, "ServiceAccount")
     assert set(accounts) == {f"{slug}-{w}" for w in WORKLOADS}
@@ -658,10 +668,9 @@ def test_service_accounts_carry_the_cloud_identity(project: Path, tmp_path: Path
         assert has_label == (cloud == "azure"), name
 
 
+@where(on_kubernetes)
 def test_settings_exist_and_secrets_are_only_referenced(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     slug, cloud = answers(project)["project_slug"], answers(project)["cloud"]
     prefix, fields = env_prefix(project), settings_fields(project)
     assert "Secret" not in {d["kind"] for d in docs}
@@ -710,10 +719,9 @@ def test_settings_exist_and_secrets_are_only_referenced(project: Path, tmp_path:
         assert destination == cloud_values(cloud, slug)["MLFLOW_ARTIFACTS_DESTINATION"]
 
 
+@where(on_kubernetes)
 def test_images_are_pinned_to_the_release(project: Path, tmp_path: Path) -> None:
     docs = manifests(project, tmp_path)
-    if docs is None:
-        return
     slug = answers(project)["project_slug"]
     (mlflow,) = deployment(docs, slug, "mlflow")["spec"]["template"]["spec"]["containers"]
     images = {"service": service_container(docs, project)["image"], "mlflow": mlflow["image"]}
@@ -728,13 +736,12 @@ def test_images_are_pinned_to_the_release(project: Path, tmp_path: Path) -> None
         assert sorted(local) == [f"{slug}-jobs:local", f"{slug}-service:local"]
 
 
+@where(on_kubernetes, serves_with("bentoml", "seldon"))
 def test_autoscaler_budget_and_service_select_the_service_pods(
     project: Path, tmp_path: Path
 ) -> None:
-    docs = manifests(project, tmp_path)
     # KServe scales its own pods (the InferenceService's minReplicas, maxReplicas).
-    if docs is None or answers(project)["serving"] == "kserve":
-        return
+    docs = manifests(project, tmp_path)
     slug = answers(project)["project_slug"]
     service_deployment = deployment(docs, slug, "service")
     pod_labels = service_deployment["spec"]["template"]["metadata"]["labels"]
@@ -766,10 +773,8 @@ def test_autoscaler_budget_and_service_select_the_service_pods(
 _REFUSALS_CHECKED: set[str] = set()
 
 
+@where(on_kubernetes)
 def test_render_script_refuses_what_would_deploy_wrong(project: Path, tmp_path: Path) -> None:
-    if not kubernetes_tier(project):
-        assert not (project / "deploy").exists()
-        return
     key = tree_digest(project / "deploy")
     if key in _REFUSALS_CHECKED:
         return

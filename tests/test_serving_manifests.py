@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 import crd_schemas
-from helpers import extension_module, read_answers
+from helpers import extension_module, read_answers, rolls_out, serves_with, where
 from test_deploy_files import (
     CHALLENGER_ID,
     CHALLENGER_VERSION,
@@ -158,10 +158,17 @@ def test_seldon_resources_are_checked_strictly_too() -> None:
 # ---------------------------------------------------------------------------
 
 
+def test_only_the_chosen_serving_ships_its_resources(project: Path) -> None:
+    k8s = project / "deploy" / "k8s"
+    chosen = serving(project)
+    assert (k8s / "inferenceservice.yaml").exists() is (chosen == "kserve")
+    assert (k8s / "seldon.yaml").exists() is (chosen == "seldon")
+    # The model versions a release serves, for the platforms that pull the model.
+    assert (k8s / "release.env").exists() is (chosen != "bentoml")
+
+
+@where(serves_with("kserve"))
 def test_inference_service_serves_the_registered_model_on_v2(project: Path, tmp_path: Path) -> None:
-    if serving(project) != "kserve":
-        assert not (project / "deploy" / "k8s" / "inferenceservice.yaml").exists()
-        return
     slug, rollout = answers(project)["project_slug"], answers(project)["rollout_strategy"]
     services = by_kind(documents(project, tmp_path), "InferenceService")
     release = release_values(project)
@@ -211,9 +218,8 @@ def test_inference_service_serves_the_registered_model_on_v2(project: Path, tmp_
         assert shadow == {}
 
 
+@where(serves_with("kserve"))
 def test_canary_traffic_percent_exactly_for_canary(project: Path, tmp_path: Path) -> None:
-    if serving(project) != "kserve":
-        return
     slug, rollout = answers(project)["project_slug"], answers(project)["rollout_strategy"]
     services = by_kind(documents(project, tmp_path), "InferenceService")
 
@@ -243,9 +249,8 @@ def test_canary_traffic_percent_exactly_for_canary(project: Path, tmp_path: Path
         assert "CANARY_PERCENT" in refused.stderr
 
 
+@where(serves_with("kserve"), rolls_out("shadow"))
 def test_kserve_shadow_is_a_cluster_local_inference_service(project: Path, tmp_path: Path) -> None:
-    if serving(project) != "kserve" or answers(project)["rollout_strategy"] != "shadow":
-        return
     slug = answers(project)["project_slug"]
     shadow = by_kind(documents(project, tmp_path), "InferenceService")[f"{slug}-shadow"]
 
@@ -263,10 +268,8 @@ def test_kserve_shadow_is_a_cluster_local_inference_service(project: Path, tmp_p
 # ---------------------------------------------------------------------------
 
 
+@where(serves_with("seldon"))
 def test_seldon_models_and_experiment_follow_the_rollout(project: Path, tmp_path: Path) -> None:
-    if serving(project) != "seldon":
-        assert not (project / "deploy" / "k8s" / "seldon.yaml").exists()
-        return
     slug, rollout = answers(project)["project_slug"], answers(project)["rollout_strategy"]
     docs = documents(project, tmp_path)
     models, experiments = by_kind(docs, "Model"), by_kind(docs, "Experiment")
@@ -309,9 +312,8 @@ def test_seldon_models_and_experiment_follow_the_rollout(project: Path, tmp_path
     ]
 
 
+@where(serves_with("seldon"), rolls_out("canary"))
 def test_seldon_canary_weights_move_and_must_add_up(project: Path, tmp_path: Path) -> None:
-    if serving(project) != "seldon" or answers(project)["rollout_strategy"] != "canary":
-        return
     slug = answers(project)["project_slug"]
     for percent in CANARY_STEPS:
         step = release_values(project) | {
@@ -350,10 +352,8 @@ def test_the_licence_is_stated_where_the_team_decides(project: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
+@where(serves_with("kserve", "seldon"))
 def test_release_env_decides_which_model_resources_ship(project: Path, tmp_path: Path) -> None:
-    if serving(project) == "bentoml":
-        assert not (project / "deploy" / "k8s" / "release.env").exists()
-        return
     slug = answers(project)["project_slug"]
     choice = extension_module().SERVINGS[serving(project)]
     lines = extension_module().release_values(

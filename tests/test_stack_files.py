@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from helpers import extension_module, read_answers, run, tool
+from helpers import extension_module, read_answers, run, tool, where
 from prewarmed import Prewarmed
 
 if TYPE_CHECKING:
@@ -525,9 +525,17 @@ def test_the_jobs_image_has_the_artifact_client(project: Path) -> None:
     assert set(provider(project)["storage_requirements"]) <= tracking_server
 
 
-def test_the_dynamodb_online_store_is_the_stand_in(project: Path, combination: Combination) -> None:
-    if not (combination["feature_store"] and provider(project)["online_store"] == "dynamodb"):
-        return
+def _online_store_is_dynamodb(combination: Combination) -> bool:
+    cloud = extension_module().CLOUDS[combination["cloud"]]
+    return bool(combination["feature_store"]) and cloud.online_store == "dynamodb"
+
+
+def _has_dashboards(combination: Combination) -> bool:
+    return bool(extension_module().TIERS[combination["team_size"]].dashboards)
+
+
+@where(_online_store_is_dynamodb)
+def test_the_dynamodb_online_store_is_the_stand_in(project: Path) -> None:
     services = compose(project)["services"]
     for name in ("worker", "service"):
         environment = services[name]["environment"]
@@ -750,9 +758,8 @@ def test_grafana_follows_the_tier(project: Path) -> None:
     assert (project / "monitoring" / "grafana").exists() is tier(project)["dashboards"]
 
 
+@where(_has_dashboards)
 def test_dashboard_panels_query_the_provisioned_datasource(project: Path) -> None:
-    if not tier(project)["dashboards"]:
-        return
     provisioning = project / "monitoring" / "grafana" / "provisioning"
     (datasource,) = load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
     (provider,) = load_yaml(provisioning / "dashboards" / "dashboards.yml")["providers"]
@@ -774,10 +781,9 @@ def test_dashboard_panels_query_the_provisioned_datasource(project: Path) -> Non
     assert titles >= PANELS
 
 
+@where(_has_dashboards)
 def test_dashboard_queries_parse(project: Path, tmp_path: Path) -> None:
     """promtool parses each query, as the expression of a recording rule."""
-    if not tier(project)["dashboards"]:
-        return
     rules = {
         "groups": [
             {
