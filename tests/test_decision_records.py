@@ -21,6 +21,7 @@ RECORDS = (
     "0006-monitoring.md",
     "0007-cloud.md",
     "0008-type-checking.md",
+    "0009-dataframe-contract.md",
 )
 SECTIONS = ("Context", "Decision", "Trade-offs", "Revisit when")
 # Markdown links whose target is a relative path (no scheme, no anchor-only link).
