@@ -7,7 +7,7 @@ all read this one list, so a feature is defined once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,22 +28,51 @@ class FeatureSpec:
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] = ()
+    # A typical value: the API's example, and what a test puts in a row it does not vary.
+    # Left out, the first category or the middle of the range stands in.
+    example: float | str | None = None
 
     @property
     def is_categorical(self) -> bool:
         return self.dtype == "string"
 
+    @property
+    def typical(self) -> float | str:
+        if self.example is not None:
+            return self.example
+        if self.categories:
+            return self.categories[0]
+        middle = ((self.minimum or 0.0) + (self.maximum or 0.0)) / 2
+        return round(middle) if self.dtype == "int64" else middle
+
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("tenure_months", "int64", "Months since the customer signed up", 0, 240),
-    FeatureSpec("monthly_charges", "float64", "Current monthly bill", 0.0, 1000.0),
-    FeatureSpec("support_tickets_90d", "int64", "Support tickets in the last 90 days", 0, 100),
-    FeatureSpec("data_usage_gb", "float64", "Data used in the last 30 days (GB)", 0.0, 5000.0),
-    FeatureSpec("contract_type", "string", "Contract term", categories=CONTRACT_TYPES),
+    FeatureSpec(
+        "tenure_months", "int64", "Months since the customer signed up", 0, 240, example=24
+    ),
+    FeatureSpec("monthly_charges", "float64", "Current monthly bill", 0.0, 1000.0, example=70.5),
+    FeatureSpec(
+        "support_tickets_90d", "int64", "Support tickets in the last 90 days", 0, 100, example=2
+    ),
+    FeatureSpec(
+        "data_usage_gb", "float64", "Data used in the last 30 days (GB)", 0.0, 5000.0, example=120.0
+    ),
+    FeatureSpec(
+        "contract_type", "string", "Contract term", categories=CONTRACT_TYPES, example="one-year"
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 NUMERIC_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if not s.is_categorical)
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if s.is_categorical)
+
+
+def example_row(**values: Any) -> dict[str, Any]:
+    """A valid row of the contract from each feature's typical value, `values` replacing
+    some: rows built this way need no edit when a feature is added."""
+    unknown = sorted(set(values) - set(FEATURE_NAMES))
+    if unknown:
+        raise KeyError(f"not features of the contract: {', '.join(unknown)}")
+    return {spec.name: values.get(spec.name, spec.typical) for spec in FEATURES}
 
 
 class DataValidationError(ValueError):

@@ -41,9 +41,12 @@ def few_unknown_keys(cls: type[BaseModel], data: Any) -> Any:
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
     if spec.is_categorical:
         # Literal[("a", "b")] is Literal["a", "b"]: the categories become the allowed values.
-        return Literal[spec.categories], Field(description=spec.description)  # ty: ignore[invalid-type-form]  # the categories are data, read at import
+        return Literal[spec.categories], Field(  # ty: ignore[invalid-type-form]  # the categories are data, read at import
+            description=spec.description, examples=[spec.typical]
+        )
     return _PYTHON_TYPES[spec.dtype], Field(
         description=spec.description,
+        examples=[spec.typical],
         ge=spec.minimum,
         le=spec.maximum,
         allow_inf_nan=False,
