@@ -47,19 +47,11 @@ class FeatureSpec:
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec(
-        "tenure_months", "int64", "Months since the customer signed up", 0, 240, example=24
-    ),
-    FeatureSpec("monthly_charges", "float64", "Current monthly bill", 0.0, 1000.0, example=70.5),
-    FeatureSpec(
-        "support_tickets_90d", "int64", "Support tickets in the last 90 days", 0, 100, example=2
-    ),
-    FeatureSpec(
-        "data_usage_gb", "float64", "Data used in the last 30 days (GB)", 0.0, 5000.0, example=120.0
-    ),
-    FeatureSpec(
-        "contract_type", "string", "Contract term", categories=CONTRACT_TYPES, example="one-year"
-    ),
+    FeatureSpec("tenure_months", "int64", "Months since the customer signed up", 0, 240),
+    FeatureSpec("monthly_charges", "float64", "Current monthly bill", 0.0, 1000.0),
+    FeatureSpec("support_tickets_90d", "int64", "Support tickets in the last 90 days", 0, 100),
+    FeatureSpec("data_usage_gb", "float64", "Data used in the last 30 days (GB)", 0.0, 5000.0),
+    FeatureSpec("contract_type", "string", "Contract term", categories=CONTRACT_TYPES),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 NUMERIC_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if not s.is_categorical)
