@@ -135,11 +135,9 @@ def where(*predicates: Callable[[Combination], bool]) -> pytest.MarkDecorator:
     return pytest.mark.where.with_args(*predicates)
 
 
-def on_kubernetes(combination: Combination) -> bool:
+def on_kubernetes(answers: Combination | Mapping[str, object]) -> bool:
     """The tier deploys to Kubernetes, or the serving choice (kserve, seldon) runs only there."""
-    return bool(
-        extension_module().deploys_to_kubernetes(combination["team_size"], combination["serving"])
-    )
+    return bool(extension_module().deploys_to_kubernetes(answers["team_size"], answers["serving"]))
 
 
 def off_kubernetes(combination: Combination) -> bool:

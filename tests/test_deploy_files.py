@@ -125,9 +125,8 @@ def answers(project: Path) -> dict[str, Any]:
 
 
 def kubernetes_tier(project: Path) -> bool:
-    """The tier deploys to Kubernetes, or the serving choice (kserve, seldon) runs only there."""
-    chosen = answers(project)
-    return bool(extension_module().deploys_to_kubernetes(chosen["team_size"], chosen["serving"]))
+    """What `on_kubernetes` says for the answers `project` was rendered with."""
+    return on_kubernetes(answers(project))
 
 
 def load_yaml(path: Path) -> Any:

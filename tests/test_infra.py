@@ -44,7 +44,14 @@ import hcl2
 import pytest
 from filelock import FileLock
 
-from helpers import clean_env, combinations, extension_module, read_answers, run, tool
+from helpers import (
+    clean_env,
+    combinations,
+    on_kubernetes,
+    read_answers,
+    run,
+    tool,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -198,13 +205,6 @@ class Tree:
         return found
 
 
-def kubernetes(combination: Combination) -> bool:
-    """The tier deploys to Kubernetes, or the serving choice runs only there."""
-    return bool(
-        extension_module().deploys_to_kubernetes(combination["team_size"], combination["serving"])
-    )
-
-
 # ---------------------------------------------------------------------------
 # Which tree renders
 # ---------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_infra_renders_only_for_a_cloud(project: Path, combination: Combination)
     }
     assert expected <= {p.name for p in infra.iterdir()}
     assert (infra / "online_store.tf").exists() == combination["feature_store"]
-    assert (infra / "kubernetes.tf").exists() == kubernetes(combination)
+    assert (infra / "kubernetes.tf").exists() == on_kubernetes(combination)
     assert {p.parent.name for p in project.rglob("*.tf")} == {"infra"}
 
 
@@ -245,7 +245,9 @@ def test_outputs_are_the_ones_the_workflow_and_manifests_read(
 ) -> None:
     cloud = cloud_combination["cloud"]
     outputs = Tree(infra).labelled("output")
-    with_workloads = kubernetes(cloud_combination) or cloud not in WORKLOAD_IDENTITY_NEEDS_CLUSTER
+    with_workloads = (
+        on_kubernetes(cloud_combination) or cloud not in WORKLOAD_IDENTITY_NEEDS_CLUSTER
+    )
 
     assert CI_OUTPUTS[cloud] <= set(outputs)
     assert WORKLOAD_OUTPUTS[cloud] & set(outputs) == (
@@ -272,7 +274,7 @@ def test_names_match_the_kubernetes_manifests(infra: Path, cloud_combination: Co
     }
     assert f"{slug}-mlflow-artifacts" in (infra.joinpath("storage.tf").read_text(encoding="utf-8"))
     subject = WORKLOAD_SUBJECT[cloud_combination["cloud"]]
-    assert (subject in tree.strings()) == kubernetes(cloud_combination)
+    assert (subject in tree.strings()) == on_kubernetes(cloud_combination)
 
 
 def test_ci_trusts_the_main_branch_of_one_repository(infra: Path) -> None:
@@ -289,7 +291,7 @@ def test_cluster_exists_exactly_for_kubernetes_tiers(
     clusters = [a for a in resources if a.split(".")[0] in CLUSTER.values()]
 
     expected = [f"{CLUSTER[cloud_combination['cloud']]}.main"]
-    assert clusters == (expected if kubernetes(cloud_combination) else [])
+    assert clusters == (expected if on_kubernetes(cloud_combination) else [])
 
 
 def test_online_store_exists_exactly_with_the_feature_store(
